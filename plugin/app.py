@@ -1,0 +1,54 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from plugin import health, logs, services
+from plugin.config import PROJECT_ROOT, Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    config = config or Config.from_env()
+    logs.configure(config.log_level)
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "plugin" / "static"),
+    )
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        MAX_CONTENT_LENGTH=max(config.webhook_max_bytes, 2_000_000),
+        SESSION_COOKIE_SECURE=config.production,
+        SESSION_COOKIE_SAMESITE="None" if config.production else "Lax",
+        TESTING=config.env == "test",
+    )
+    app.extensions["amends"] = services.init(config)
+    app.register_blueprint(health.blueprint)
+    app.after_request(_security_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _security_headers(response: Response) -> Response:
+    # Embedded pages may only be framed by the shop's admin; everything else by nobody.
+    if response.mimetype == "text/html":
+        shop = getattr(g, "csp_shop", None)
+        ancestors = f"https://{shop} https://admin.shopify.com" if shop else "'none'"
+        response.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors};"
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    return response
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    """Errors answer JSON under /api/ and /webhooks, a short page elsewhere."""
+    status = error.code or 500
+    if request.path.startswith(("/api/", "/webhooks", "/healthz")):
+        response = jsonify({"error": error.name, "message": error.description})
+        response.status_code = status
+        return response
+    return error

@@ -1,0 +1,87 @@
+"""The one exception tree. Data lives in attributes, not only in the message."""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    """Base of every error Amends raises on purpose."""
+
+
+class ConfigError(AppError):
+    """Configuration is missing or malformed; `problems` names each one."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("Amends cannot start:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class RetryableError(AppError):
+    """A passing failure: the job raises it and the queue retries with backoff.
+
+    `retry_after` is a hint in seconds from the far side (Retry-After, throttle status).
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentError(AppError):
+    """A failure a retry will not fix: recorded on the incident for a person to look at."""
+
+
+class ShopifyError(AppError):
+    """Base of Admin API failures."""
+
+
+class ShopifyRetryableError(ShopifyError, RetryableError):
+    """429, 5xx, THROTTLED or a connection error."""
+
+
+class ShopifyAuthError(ShopifyError, PermanentError):
+    """The shop's token was refused and could not be refreshed: the shop must re-authenticate."""
+
+
+class ShopifyUserError(ShopifyError, PermanentError):
+    """A mutation answered `userErrors`."""
+
+    def __init__(self, message: str, user_errors: list[dict] | None = None):
+        self.user_errors = user_errors or []
+        super().__init__(message)
+
+
+class ShopifyResponseError(ShopifyError, PermanentError):
+    """GraphQL answered with `errors` that are not throttling (a bad document, a missing scope)."""
+
+
+class MailError(AppError):
+    """Base of mail transport failures."""
+
+
+class MailRetryableError(MailError, RetryableError):
+    """SMTP 4xx or a connection failure."""
+
+
+class MailPermanentError(MailError, PermanentError):
+    """SMTP 5xx: the server refused the message for good."""
+
+
+class ShopNotFoundError(PermanentError):
+    """The shop a job refers to is gone or uninstalled."""
+
+
+class TemplateError(PermanentError):
+    """A merchant template does not compile or render."""
+
+    def __init__(self, message: str, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class AuthError(AppError):
+    """A request's credentials were refused. `status` is the HTTP answer."""
+
+    def __init__(self, reason: str, status: int = 401):
+        self.reason = reason
+        self.status = status
+        super().__init__(reason)

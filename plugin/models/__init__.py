@@ -1,0 +1,23 @@
+"""Tables, one module per idea; imported here so Alembic and callers see them all."""
+
+from plugin.models.delivery import Delivery
+from plugin.models.discount import DiscountCode
+from plugin.models.export import DataExport
+from plugin.models.incident import Incident, IncidentKey, TimelineEntry
+from plugin.models.message import Message, OutboxEmail
+from plugin.models.shop import Shop, ShopSettings
+from plugin.models.task import Task
+
+__all__ = [
+    "DataExport",
+    "Delivery",
+    "DiscountCode",
+    "Incident",
+    "IncidentKey",
+    "Message",
+    "OutboxEmail",
+    "Shop",
+    "ShopSettings",
+    "Task",
+    "TimelineEntry",
+]
