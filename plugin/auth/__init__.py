@@ -1,0 +1,1 @@
+"""Install (OAuth, token exchange) and authentication (session tokens) for the admin."""

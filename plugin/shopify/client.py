@@ -1,0 +1,160 @@
+"""The GraphQL Admin API transport: tokens, throttling and failures handled for every caller.
+
+- 429 and 5xx honour `Retry-After`; THROTTLED waits for the bucket to refill, computed from
+  `extensions.cost.throttleStatus`. Short waits happen here; long ones raise
+  `ShopifyRetryableError(retry_after=…)` so the job is retried later without holding a worker.
+- A 401 refreshes the token once and retries once; a second 401 is `ShopifyAuthError`.
+- Every call first takes its points from the shop's shared budget, so all workers together
+  stay within the shop's limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from plugin import budget, tokens
+from plugin.errors import (
+    ShopifyAuthError,
+    ShopifyResponseError,
+    ShopifyRetryableError,
+)
+from plugin.services import Services
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3.05
+READ_TIMEOUT = 20
+# Waits up to this long happen inside the call; longer ones go back to the queue.
+MAX_INLINE_WAIT_SECONDS = 5.0
+MAX_INLINE_ATTEMPTS = 4
+DEFAULT_COST = 10  # a mutation costs about 10 points
+
+
+@dataclass
+class Cost:
+    requested: float = 0
+    actual: float = 0
+    available: float | None = None
+    maximum: float | None = None
+    restore_rate: float | None = None
+
+
+class ShopifyClient:
+    def __init__(self, services: Services, shop_domain: str, session: requests.Session | None = None):
+        self.services = services
+        self.shop = shop_domain
+        self.http = session or requests.Session()
+        config = services.config
+        base = config.shopify_admin_base.replace("{shop}", shop_domain)
+        self.url = f"{base}/admin/api/{config.shopify_api_version}/graphql.json"
+        self.points_used = 0.0
+        self.calls = 0
+        self.last_cost: Cost | None = None
+
+    def graphql(
+        self, document: str, variables: dict[str, Any] | None = None, *, cost: int = DEFAULT_COST
+    ) -> dict[str, Any]:
+        """Run one document; return its `data`. Raises a ShopifyError subclass otherwise."""
+        refreshed = False
+        for attempt in range(1, MAX_INLINE_ATTEMPTS + 1):
+            budget.acquire(self.services, self.shop, cost)
+            token = tokens.access_token(self.services, self.shop, force_refresh=refreshed)
+            response = self._post(document, variables, token)
+            self.calls += 1
+
+            if response.status_code == 401 and not refreshed:
+                log.info("shop %s: Admin API answered 401, refreshing the token once", self.shop)
+                refreshed = True
+                continue
+            if response.status_code == 401:
+                tokens.mark_needs_reauth(self.services, self.shop, "Admin API refused the token")
+                raise ShopifyAuthError(f"{self.shop}: the access token was refused after a refresh")
+            if response.status_code == 429 or response.status_code >= 500:
+                wait = _retry_after(response) or min(2.0**attempt, 30.0)
+                if wait <= MAX_INLINE_WAIT_SECONDS and attempt < MAX_INLINE_ATTEMPTS:
+                    log.info("shop %s: Admin API %s, waiting %.1fs", self.shop, response.status_code, wait)
+                    time.sleep(wait)
+                    continue
+                raise ShopifyRetryableError(
+                    f"{self.shop}: Admin API answered {response.status_code}", retry_after=wait
+                )
+            if response.status_code != 200:
+                raise ShopifyResponseError(f"{self.shop}: Admin API answered {response.status_code}")
+
+            try:
+                body = response.json()
+            except ValueError as error:
+                raise ShopifyRetryableError(f"{self.shop}: Admin API answered non-JSON") from error
+            cost_info = self._record_cost(body)
+            errors = body.get("errors")
+            if errors:
+                if _throttled(errors):
+                    wait = _throttle_wait(cost_info, cost)
+                    budget.drain(self.services, self.shop, cost_info.available, cost_info.restore_rate)
+                    if wait <= MAX_INLINE_WAIT_SECONDS and attempt < MAX_INLINE_ATTEMPTS:
+                        log.info("shop %s: THROTTLED, waiting %.1fs", self.shop, wait)
+                        time.sleep(wait)
+                        continue
+                    raise ShopifyRetryableError(f"{self.shop}: THROTTLED", retry_after=wait)
+                messages = "; ".join(str(e.get("message", e)) for e in errors)
+                raise ShopifyResponseError(f"{self.shop}: GraphQL errors: {messages}")
+            data = body.get("data")
+            if not isinstance(data, dict):
+                raise ShopifyResponseError(f"{self.shop}: GraphQL answered no data")
+            return data
+        raise ShopifyRetryableError(f"{self.shop}: Admin API still failing after {MAX_INLINE_ATTEMPTS} tries")
+
+    def _post(self, document: str, variables: dict[str, Any] | None, token: str) -> requests.Response:
+        try:
+            return self.http.post(
+                self.url,
+                json={"query": document, "variables": variables or {}},
+                headers={"X-Shopify-Access-Token": token, "Content-Type": "application/json"},
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            )
+        except requests.RequestException as error:
+            raise ShopifyRetryableError(
+                f"{self.shop}: {type(error).__name__} reaching the Admin API"
+            ) from error
+
+    def _record_cost(self, body: dict[str, Any]) -> Cost:
+        raw = (body.get("extensions") or {}).get("cost") or {}
+        status = raw.get("throttleStatus") or {}
+        cost = Cost(
+            requested=float(raw.get("requestedQueryCost") or 0),
+            actual=float(raw.get("actualQueryCost") or 0),
+            available=status.get("currentlyAvailable"),
+            maximum=status.get("maximumAvailable"),
+            restore_rate=status.get("restoreRate"),
+        )
+        self.points_used += cost.actual
+        self.last_cost = cost
+        if cost.available is not None:
+            budget.observe(self.services, self.shop, cost.available, cost.maximum, cost.restore_rate)
+        return cost
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _throttled(errors: list[dict[str, Any]]) -> bool:
+    return any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
+
+
+def _throttle_wait(cost: Cost, wanted: float) -> float:
+    if cost.restore_rate and cost.available is not None:
+        needed = max(cost.requested or wanted, wanted) - cost.available
+        return max(0.5, needed / cost.restore_rate)
+    return 1.0
