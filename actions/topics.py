@@ -1,14 +1,36 @@
-"""The one table from Shopify topic to the job that handles it, and which payloads need
-no work at all (the receiver answers those without recording them)."""
+"""The one table from Shopify topic to the function that handles it, and which payloads
+need no work at all (the receiver answers those without recording them).
+
+A handler is called by `actions.deliveries.process_delivery` inside its unit of work as
+`handler(ctx)` with a `actions.deliveries.DeliveryContext`, and returns None when it did its
+work or a short reason when the delivery changed nothing (recorded as "ignored").
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-# topic → dotted path of the handler, called as handler(session, shop, delivery, payload)
-HANDLERS: dict[str, str] = {}
+HANDLERS: dict[str, str] = {
+    "fulfillment_events/create": "actions.late_delivery.on_fulfillment_event",
+    "fulfillments/update": "actions.late_delivery.on_fulfillment_update",
+    "returns/request": "actions.returns.on_return_event",
+    "returns/approve": "actions.returns.on_return_event",
+    "returns/decline": "actions.returns.on_return_event",
+    "returns/update": "actions.returns.on_return_event",
+    "returns/cancel": "actions.returns.on_return_event",
+    "returns/reopen": "actions.returns.on_return_event",
+    "returns/close": "actions.returns.on_return_event",
+    "refunds/create": "actions.refunds.on_refund",
+    "orders/create": "actions.redemptions.on_order_created",
+    "app/uninstalled": "actions.uninstall.on_app_uninstalled",
+    "customers/data_request": "actions.compliance.on_data_request",
+    "customers/redact": "actions.compliance.on_customer_redact",
+    "shop/redact": "actions.compliance.on_shop_redact",
+}
 
 COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
+# These still apply to a shop that has uninstalled Amends (shop/redact comes 48 h later).
+FOR_UNINSTALLED_SHOPS = ("app/uninstalled", *COMPLIANCE_TOPICS)
 
 
 def is_known(topic: str) -> bool:

@@ -16,6 +16,6 @@ def alembic_config(database_url: str) -> AlembicConfig:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     ensure_sqlite_dir(database_url)
     command.upgrade(alembic_config(database_url), revision)
