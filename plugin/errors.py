@@ -85,3 +85,14 @@ class AuthError(AppError):
         self.reason = reason
         self.status = status
         super().__init__(reason)
+
+
+class RequestError(AppError):
+    """An admin API request refused on purpose: `status` is the HTTP answer and `fields` maps
+    each invalid field (dotted path) to its message."""
+
+    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None):
+        self.status = status
+        self.message = message
+        self.fields = fields
+        super().__init__(message)
