@@ -37,8 +37,27 @@ def is_known(topic: str) -> bool:
     return topic in HANDLERS
 
 
+# Shipment states that open a late-delivery incident, and the one that resolves it.
+LATE_STATUSES = ("delayed", "failure", "attempted_delivery")
+DELIVERED = "delivered"
+RELEVANT_SHIPMENT_STATUSES = (*LATE_STATUSES, DELIVERED)
+
+
 def skip_reason(topic: str, payload: dict[str, Any]) -> str | None:
-    """None when the delivery needs work; otherwise why it does not."""
+    """None when the delivery needs work; otherwise why it does not.
+
+    Pure and cheap (no I/O): the receiver calls it on every delivery, before any write.
+    """
     if topic not in HANDLERS:
         return f"topic {topic} is not handled by Amends"
+    if topic == "fulfillment_events/create":
+        status = payload.get("status")
+        if status not in RELEVANT_SHIPMENT_STATUSES:
+            return f"fulfillment event status {status!r} needs no action"
+    elif topic == "fulfillments/update":
+        status = payload.get("shipment_status")
+        if status not in RELEVANT_SHIPMENT_STATUSES:
+            return f"shipment status {status!r} needs no action"
+    elif topic == "orders/create" and not payload.get("discount_codes"):
+        return "the order uses no discount code"
     return None

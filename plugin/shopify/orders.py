@@ -1,0 +1,162 @@
+"""An order's context for an incident: who to apologise to and what happened to the parcel.
+
+One query per incident. Customer name and email are protected customer data: without
+Shopify's approval they come back null (the whole `customer` too, at level 1), and the
+context lists what is missing instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from plugin.shopify.client import ShopifyClient
+
+ORDER_CONTEXT = """
+query OrderContext($id: ID!) {
+  order(id: $id) {
+    id
+    name
+    email
+    customerLocale
+    displayFulfillmentStatus
+    customer {
+      id
+      firstName
+      email
+      locale
+      emailMarketingConsent { marketingState }
+    }
+    fulfillments(first: 10) {
+      id
+      status
+      displayStatus
+      estimatedDeliveryAt
+      inTransitAt
+      deliveredAt
+      trackingInfo(first: 3) { company number url }
+    }
+    fulfillmentOrders(first: 5) {
+      nodes { deliveryMethod { maxDeliveryDateTime } }
+    }
+  }
+}
+"""
+
+# The Incident columns this query fills; a null one is named in `missing`.
+PROTECTED = ("customer", "first_name", "email")
+CONSENTING_STATES = ("SUBSCRIBED",)
+
+
+@dataclass
+class Shipment:
+    id: int
+    status: str | None
+    display_status: str | None
+    estimated_delivery_at: str | None
+    delivered_at: str | None
+    tracking: list[dict[str, str | None]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "display_status": self.display_status,
+            "estimated_delivery_at": self.estimated_delivery_at,
+            "delivered_at": self.delivered_at,
+            "tracking": self.tracking,
+        }
+
+
+@dataclass
+class OrderContext:
+    order_id: int
+    order_name: str | None = None
+    customer_id: int | None = None
+    first_name: str | None = None
+    email: str | None = None
+    locale: str | None = None
+    marketing_consent: bool | None = None
+    fulfillment_status: str | None = None
+    promised_by: str | None = None  # the checkout's latest promised delivery time
+    shipments: list[Shipment] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def shipment(self, fulfillment_id: int) -> Shipment | None:
+        return next((s for s in self.shipments if s.id == fulfillment_id), None)
+
+
+def order_gid(order_id: int) -> str:
+    return f"gid://shopify/Order/{order_id}"
+
+
+def legacy_id(gid: str | None) -> int | None:
+    """gid://shopify/Customer/123 → 123."""
+    if not gid:
+        return None
+    tail = gid.rsplit("/", 1)[-1].split("?", 1)[0]
+    return int(tail) if tail.isdigit() else None
+
+
+def fetch_order_context(client: ShopifyClient, order_id: int) -> OrderContext | None:
+    """None when Shopify has no such order (deleted, or another shop's id)."""
+    data = client.graphql(ORDER_CONTEXT, {"id": order_gid(order_id)}, cost=20)
+    order = data.get("order")
+    if order is None:
+        return None
+    return parse_order(order_id, order)
+
+
+def parse_order(order_id: int, order: dict[str, Any]) -> OrderContext:
+    context = OrderContext(
+        order_id=order_id,
+        order_name=order.get("name"),
+        locale=order.get("customerLocale"),
+        fulfillment_status=order.get("displayFulfillmentStatus"),
+    )
+    customer = order.get("customer")
+    if customer is None:
+        context.missing.append("customer")
+        context.email = order.get("email")
+    else:
+        context.customer_id = legacy_id(customer.get("id"))
+        context.first_name = customer.get("firstName")
+        context.email = customer.get("email") or order.get("email")
+        context.locale = context.locale or customer.get("locale")
+        consent = customer.get("emailMarketingConsent") or {}
+        state = consent.get("marketingState")
+        context.marketing_consent = None if state is None else state in CONSENTING_STATES
+        if not context.first_name:
+            context.missing.append("first_name")
+    if not context.email:
+        context.missing.append("email")
+
+    for node in order.get("fulfillments") or []:
+        fulfillment_id = legacy_id(node.get("id"))
+        if fulfillment_id is None:
+            continue
+        context.shipments.append(
+            Shipment(
+                id=fulfillment_id,
+                status=node.get("status"),
+                display_status=node.get("displayStatus"),
+                estimated_delivery_at=node.get("estimatedDeliveryAt"),
+                delivered_at=node.get("deliveredAt"),
+                tracking=[
+                    {"company": t.get("company"), "number": t.get("number"), "url": t.get("url")}
+                    for t in node.get("trackingInfo") or []
+                ],
+            )
+        )
+    promises = [
+        (fo.get("deliveryMethod") or {}).get("maxDeliveryDateTime")
+        for fo in ((order.get("fulfillmentOrders") or {}).get("nodes") or [])
+    ]
+    known = [p for p in promises if p]
+    context.promised_by = max(known, key=parse_time) if known else None
+    return context
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
