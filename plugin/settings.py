@@ -117,6 +117,13 @@ def save(session: Session, shop_id: int, changes: dict[str, Any]) -> Settings:
     """Merge `changes` over the current settings, validate the whole, store it."""
     current = load(session, shop_id).as_json()
     settings = parse(_merge(current, changes))
+    # A broken email template is refused now, not found at send time. (Imported here:
+    # plugin.emails reads these settings classes.)
+    from plugin.emails import check_settings
+
+    template_problems = check_settings(settings)
+    if template_problems:
+        raise SettingsError(template_problems)
     row = session.get(ShopSettings, shop_id)
     if row is None:
         row = ShopSettings(shop_id=shop_id, values={})
