@@ -31,10 +31,12 @@ def dev(host: str, port: int) -> None:
     """Start Amends locally: SQLite, in-process jobs, the mail outbox, a demo shop in test mode."""
     os.environ.setdefault("SHOPIFY_APP_URL", f"http://{host}:{port}")
     config = load_config()
-    from plugin import migrate
+    from plugin import dev_shopify, migrate
     from plugin.demo import ensure_demo_shop
 
     migrate.upgrade(config.database_url)
+    # No Shopify credentials in development: a local stand-in answers the Admin API.
+    config, _standin, shopify = dev_shopify.start(config)
     app = create_app(config)
     ensure_demo_shop(app.extensions["amends"])
     base = config.app_url
@@ -46,6 +48,7 @@ def dev(host: str, port: int) -> None:
     database       {config.database_url}
     queue          {"Redis " + config.redis_url if config.redis_url else "in-process (no Redis needed)"}
     mail           {"SMTP" if config.smtp_url else "local outbox (shown in the admin page and this log)"}
+    shopify        {shopify}
 
   Send a sample incident from another terminal:
     .venv/bin/amends trigger late-delivery
