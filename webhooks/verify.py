@@ -24,9 +24,21 @@ STATUS = {
     "missing_shop": 400,
     "bad_shop_domain": 400,
     "missing_webhook_id": 400,
+    "bad_header": 400,
     "bad_encoding": 400,
     "not_json": 400,
     "not_an_object": 400,
+}
+
+
+# The longest value each header may have (the columns that keep them); longer or
+# non-printable values are refused rather than failing the insert with a 5xx.
+HEADER_LIMITS = {
+    "X-Shopify-Topic": 100,
+    "X-Shopify-Shop-Domain": 255,
+    "X-Shopify-Webhook-Id": 255,
+    "X-Shopify-Event-Id": 255,
+    "X-Shopify-API-Version": 20,
 }
 
 
@@ -69,6 +81,10 @@ def verify(body: bytes, headers: Mapping[str, str] | Headers, secrets: Iterable[
         return Rejected("missing_hmac")
     if not given.isascii() or not signature_ok(body, given, secrets):
         return Rejected("bad_signature")
+    for name, limit in HEADER_LIMITS.items():
+        value = headers.get(name)
+        if value is not None and (len(value) > limit or not value.isprintable()):
+            return Rejected("bad_header")
     topic = (headers.get("X-Shopify-Topic") or "").strip()
     if not topic:
         return Rejected("missing_topic")
@@ -86,7 +102,8 @@ def verify(body: bytes, headers: Mapping[str, str] | Headers, secrets: Iterable[
         return Rejected("bad_encoding")
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a signed body nested thousands of levels deep.
         return Rejected("not_json")
     if not isinstance(payload, dict):
         return Rejected("not_an_object")

@@ -88,6 +88,7 @@ _MESSAGES = {
     "missing_shop": "the X-Shopify-Shop-Domain header is missing",
     "bad_shop_domain": "X-Shopify-Shop-Domain is not a *.myshopify.com domain",
     "missing_webhook_id": "the X-Shopify-Webhook-Id header is missing",
+    "bad_header": "an X-Shopify-* header is too long or holds unprintable characters",
     "bad_encoding": "the body is not valid UTF-8",
     "not_json": "the body is not valid JSON",
     "not_an_object": "the body must be a JSON object",
