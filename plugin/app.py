@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from plugin import health, logs, services
+from plugin.auth import install
 from plugin.config import PROJECT_ROOT, Config
 
 
@@ -28,6 +29,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["amends"] = services.init(config)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(install.blueprint)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     return app

@@ -88,3 +88,58 @@ def trigger(name: str, url: str | None, shop: str, order_id: int | None) -> None
     click.echo(f"{topic} for order {order} → {response.status_code} {response.text.strip()}")
     if response.status_code >= 300:
         sys.exit(1)
+
+
+@cli.command("add-shop")
+@click.option("--shop", required=True, help="The store's your-store.myshopify.com domain.")
+@click.option(
+    "--token",
+    prompt="Admin API access token",
+    hide_input=True,
+    help="The custom app's Admin API access token (prompted for when not given).",
+)
+def add_shop(shop: str, token: str) -> None:
+    """Install Amends for a store's custom app with its Admin API access token."""
+    from plugin import services
+    from plugin.auth.custom_app import add_custom_app_shop
+    from plugin.errors import AppError
+
+    svc = services.build(load_config())
+    try:
+        added, registered = add_custom_app_shop(svc, shop, token)
+    except AppError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        svc.close()
+    click.echo(f"{added.domain} is installed (custom app, token encrypted at rest).")
+    if registered is not None:
+        click.echo(
+            f"  webhooks: {len(registered.created)} created, {len(registered.updated)} updated, "
+            f"{len(registered.kept)} already there"
+        )
+
+
+@cli.command("rotate-token-keys")
+def rotate_token_keys() -> None:
+    """Re-encrypt every stored token with the first TOKEN_ENCRYPTION_KEYS key."""
+    from plugin import services
+    from plugin.auth.key_rotation import rotate_token_keys as rotate
+    from plugin.errors import AppError
+
+    config = load_config()
+    if not config.token_keys:
+        raise click.ClickException(
+            "TOKEN_ENCRYPTION_KEYS is not set: set it to the new key, then a comma, then the old "
+            "one(s), and run this again."
+        )
+    svc = services.build(config)
+    try:
+        rotated, skipped = rotate(svc)
+    except AppError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        svc.close()
+    click.echo(f"{rotated} shop(s) re-encrypted with the newest key.")
+    if skipped:
+        click.echo(f"{skipped} shop(s) changed meanwhile: run the command again.")
+        sys.exit(1)

@@ -59,6 +59,9 @@ class Config:
     # Where the Admin API lives; a test or benchmark points it at a local stand-in.
     # "{shop}" is replaced with the shop domain.
     shopify_admin_base: str = "https://{shop}"
+    # Subscribe each shop to Amends' topics with webhookSubscriptionCreate on install (for an
+    # app whose shopify.app.toml is not deployed). Custom-app shops are always subscribed.
+    register_webhooks: bool = False
     queue_name: str = "amends"
     webhook_max_bytes: int = 1_000_000
     log_level: str = "INFO"
@@ -153,6 +156,9 @@ def _parse(env: dict[str, str]) -> Config:
             break
 
     admin_base = get("SHOPIFY_ADMIN_BASE_URL") or defaults.shopify_admin_base
+    register_webhooks = (get("SHOPIFY_REGISTER_WEBHOOKS") or "0").lower()
+    if register_webhooks not in ("0", "1", "true", "false", "yes", "no"):
+        problems.append("SHOPIFY_REGISTER_WEBHOOKS must be 1 or 0 (true or false).")
     try:
         max_bytes = int(get("WEBHOOK_MAX_BYTES") or defaults.webhook_max_bytes)
     except ValueError:
@@ -176,6 +182,7 @@ def _parse(env: dict[str, str]) -> Config:
         secret_key=secret_key or defaults.secret_key,
         token_keys=token_keys,
         shopify_admin_base=admin_base.rstrip("/"),
+        register_webhooks=register_webhooks in ("1", "true", "yes"),
         webhook_max_bytes=max_bytes,
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
     )

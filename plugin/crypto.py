@@ -15,7 +15,9 @@ class TokenCipher:
     """Encrypts with the first key, decrypts with any (so old keys keep working mid-rotation)."""
 
     def __init__(self, keys: tuple[str, ...] | list[str], secret_key: str):
-        fernet_keys = [Fernet(k) for k in keys] or [Fernet(derive_key(secret_key))]
+        # The key derived from SECRET_KEY stays last for decryption only, so tokens stored
+        # before TOKEN_ENCRYPTION_KEYS was set still open (and `rotate` moves them over).
+        fernet_keys = [Fernet(k) for k in keys] + [Fernet(derive_key(secret_key))]
         self._fernet = MultiFernet(fernet_keys)
 
     def encrypt(self, value: str) -> bytes:

@@ -42,6 +42,20 @@ class ShopifyAuthError(ShopifyError, PermanentError):
     """The shop's token was refused and could not be refreshed: the shop must re-authenticate."""
 
 
+class TokenGrantError(ShopifyError, PermanentError):
+    """Shopify's token endpoint refused a grant for good (a used code, an expired or revoked
+    refresh token, an invalid session token). `code` is Shopify's `error` value."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class TokenGrantRetryableError(ShopifyRetryableError):
+    """The token endpoint could not be reached or answered 429/5xx: try again later."""
+
+
 class ShopifyUserError(ShopifyError, PermanentError):
     """A mutation answered `userErrors`."""
 
@@ -85,6 +99,18 @@ class AuthError(AppError):
         self.reason = reason
         self.status = status
         super().__init__(reason)
+
+
+class InstallRequiredError(AuthError):
+    """The shop must (re)install through OAuth first: send the top frame to `location`."""
+
+    def __init__(self, reason: str, location: str):
+        self.location = location
+        super().__init__(reason, status=302)
+
+
+class SessionTokenExpiredError(AuthError):
+    """A session token that was valid but has expired: App Bridge can fetch a fresh one."""
 
 
 class RequestError(AppError):

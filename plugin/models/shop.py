@@ -29,6 +29,11 @@ class Shop(Base):
     # Set when a refresh failed for good: the merchant must open the app again.
     reauth_reason: Mapped[str | None] = mapped_column(Text)
     webhooks_registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How the tokens were obtained: "oauth", "token_exchange" or "custom_app".
+    installed_via: Mapped[str | None] = mapped_column(String(20))
+    # A worker refreshing the token pair claims the row until then (the lock used when
+    # there is no Redis); a crashed worker's claim simply expires.
+    token_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     test_mode: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -45,9 +45,18 @@ class Cost:
 
 
 class ShopifyClient:
-    def __init__(self, services: Services, shop_domain: str, session: requests.Session | None = None):
+    def __init__(
+        self,
+        services: Services,
+        shop_domain: str,
+        session: requests.Session | None = None,
+        token: str | None = None,
+    ):
+        """`token` checks a token before it is stored (the custom-app command): it is used as
+        given, and a 401 is final."""
         self.services = services
         self.shop = shop_domain
+        self.fixed_token = token
         self.http = session or requests.Session()
         config = services.config
         base = config.shopify_admin_base.replace("{shop}", shop_domain)
@@ -61,15 +70,21 @@ class ShopifyClient:
     ) -> dict[str, Any]:
         """Run one document; return its `data`. Raises a ShopifyError subclass otherwise."""
         refreshed = False
+        rejected: str | None = None
         for attempt in range(1, MAX_INLINE_ATTEMPTS + 1):
             budget.acquire(self.services, self.shop, cost)
-            token = tokens.access_token(self.services, self.shop, force_refresh=refreshed)
+            token = self.fixed_token or tokens.access_token(
+                self.services, self.shop, force_refresh=refreshed, rejected=rejected
+            )
             response = self._post(document, variables, token)
             self.calls += 1
 
+            if response.status_code == 401 and self.fixed_token:
+                raise ShopifyAuthError(f"{self.shop}: the access token was refused")
             if response.status_code == 401 and not refreshed:
                 log.info("shop %s: Admin API answered 401, refreshing the token once", self.shop)
                 refreshed = True
+                rejected = token  # replaced once, unless another worker already did
                 continue
             if response.status_code == 401:
                 tokens.mark_needs_reauth(self.services, self.shop, "Admin API refused the token")
