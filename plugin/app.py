@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from plugin import health, logs, services
+from plugin import admin, api, health, logs, services
 from plugin.auth import install
 from plugin.config import PROJECT_ROOT, Config
 
@@ -29,6 +29,8 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.extensions["amends"] = services.init(config)
     app.register_blueprint(health.blueprint)
+    api.init_app(app)
+    admin.init_app(app)
     app.register_blueprint(install.blueprint)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
