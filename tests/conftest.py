@@ -97,3 +97,23 @@ def shopify() -> Iterator[responses.RequestsMock]:
     """Shopify's HTTP, faked; any request no test registered fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+@pytest.fixture(scope="session")
+def openapi() -> Any:
+    """The admin API's OpenAPI document, to check real answers against."""
+    from plugin.api.document import document
+    from tests.openapi_check import OpenApi
+
+    return OpenApi(document())
+
+
+@pytest.fixture
+def admin_api(client: FlaskClient, services: Services, openapi: Any) -> Any:
+    """The admin API as the embedded page calls it for the shop `tests.factories.SHOP`
+    (installed, test mode off); every answer is checked against the OpenAPI document."""
+    from tests.admin_data import ApiClient
+    from tests.factories import SHOP, make_shop
+
+    make_shop(services)
+    return ApiClient(client, SHOP, openapi)
