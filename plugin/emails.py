@@ -49,6 +49,7 @@ from markupsafe import Markup
 
 from plugin.config import PROJECT_ROOT
 from plugin.errors import TemplateError
+from plugin.models import DiscountCode, Incident, Shop
 
 if TYPE_CHECKING:
     from plugin.settings import KindSettings, Settings
@@ -66,6 +67,7 @@ MAX_VALUE_CHARS = 20_000  # any one intermediate value (filter result, product, 
 MAX_RANGE = 1_000
 MAX_LOOP_DEPTH = 3
 MAX_SUBJECT_CHARS = 200
+MAX_NUMBER_BITS = 4_096
 
 # Every variable a template may use, with what it holds (shown in the admin's editor).
 VARIABLES: dict[str, str] = {
@@ -146,6 +148,12 @@ def _bounded(value: Any) -> Any:
     return value
 
 
+def _bits(value: Any) -> int:
+    """An integer's size in bits (one C-level multiplication or power of a huge one could run
+    for seconds between two deadline checks, so their size is checked before)."""
+    return value.bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _guarded_filter(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)  # keeps Jinja's pass_* marks
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -219,8 +227,11 @@ class _GuardedSandbox(ImmutableSandboxedEnvironment):
         _tick()
         if operator == "%" and isinstance(left, str):
             raise SecurityError("%-formatting is not available in email templates")
-        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise _Overrun("exponent too large")
+        power = operator == "**" and isinstance(right, int | float)
+        if power and (abs(right) > 64 or _bits(left) * abs(right) > MAX_NUMBER_BITS):
+            raise _Overrun("a number in the template grew too large")
+        if operator == "*" and _bits(left) + _bits(right) > MAX_NUMBER_BITS:
+            raise _Overrun("a number in the template grew too large")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 too_long = isinstance(seq, str | list | tuple) and isinstance(times, int)
@@ -243,6 +254,8 @@ _files = Environment(
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 
 
@@ -455,6 +468,105 @@ def sample_context(*, with_code: bool = True, **overrides: Any) -> dict[str, Any
     }
     context.update({k: v for k, v in overrides.items() if k in VARIABLES})
     return context
+
+
+# ---------------------------------------------------------------------------------------------
+# The context of a real incident
+
+
+MAX_CONTEXT_CHARS = 1_000  # customer data is clipped before a template sees it
+
+
+def incident_context(
+    *,
+    shop: Shop,
+    incident: Incident,
+    code: DiscountCode | None,
+    minimum_order: Decimal | None = None,
+    apology_sent_at: datetime | None = None,
+) -> dict[str, Any]:
+    """The variables of `VARIABLES` for one incident: plain values only."""
+    details = incident.details or {}
+    tracking = _first_tracking(details)
+    currency = (code.currency if code else None) or shop.currency
+    has_code = code is not None
+    context: dict[str, Any] = {
+        "shop_name": shop.name or shop.domain,
+        "shop_email": shop.email or "",
+        "first_name": (incident.customer_first_name or "").strip(),
+        "order_name": incident.order_name or "your order",
+        "kind": incident.kind,
+        "what_happened": default_what_happened(incident.kind, details),
+        "carrier": tracking.get("company") or "",
+        "tracking_number": tracking.get("number") or "",
+        "tracking_url": _http_url(tracking.get("url")),
+        "return_reason": _return_reason(details),
+        "refund_amount": _refund_amount(details, shop.currency),
+        "has_code": has_code,
+        "code": code.code if code else "",
+        "discount": describe_discount(code.compensation, code.value, currency) if code else "",
+        "expires_on": format_date(code.ends_at) if code and code.ends_at else "",
+        "minimum_order": format_money(minimum_order, currency) if has_code and minimum_order else "",
+        "code_unused": bool(code and code.redeemed_at is None and _not_expired(code)),
+        "apology_date": format_date(apology_sent_at) if apology_sent_at else "",
+        "test_mode": bool(shop.test_mode),
+    }
+    return {k: v[:MAX_CONTEXT_CHARS] if isinstance(v, str) else v for k, v in context.items()}
+
+
+def _first_tracking(details: dict[str, Any]) -> dict[str, str]:
+    candidates: list[Any] = []
+    if isinstance(details.get("tracking"), dict):
+        candidates.append(details["tracking"])
+    order: dict[str, Any] = details["order"] if isinstance(details.get("order"), dict) else {}
+    for shipment in order.get("shipments") or []:
+        if isinstance(shipment, dict):
+            candidates.extend(shipment.get("tracking") or [])
+    for candidate in candidates:
+        if isinstance(candidate, dict) and (candidate.get("number") or candidate.get("url")):
+            return {k: str(v) for k, v in candidate.items() if isinstance(v, str | int) and v != ""}
+    return {}
+
+
+def _http_url(value: Any) -> str:
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("https://", "http://")) else ""
+
+
+_RETURN_REASONS = {
+    "SIZE_TOO_SMALL": "the size was too small",
+    "SIZE_TOO_LARGE": "the size was too large",
+    "UNWANTED": "it wasn't wanted",
+    "NOT_AS_DESCRIBED": "it wasn't as described",
+    "WRONG_ITEM": "we sent the wrong item",
+    "DEFECTIVE": "it was faulty",
+    "STYLE": "the style wasn't right",
+    "COLOR": "the colour wasn't right",
+}
+
+
+def _return_reason(details: dict[str, Any]) -> str:
+    reason = details.get("return_reason") or details.get("reason")
+    if not reason and isinstance(details.get("return"), dict):
+        reason = details["return"].get("reason") or details["return"].get("return_reason")
+    if not isinstance(reason, str) or not reason or reason.upper() in ("OTHER", "UNKNOWN"):
+        return ""
+    return _RETURN_REASONS.get(reason.upper(), reason.replace("_", " ").lower())
+
+
+def _refund_amount(details: dict[str, Any], currency: str | None) -> str:
+    amount = details.get("refund_amount") or details.get("amount")
+    refund: dict[str, Any] = details["refund"] if isinstance(details.get("refund"), dict) else {}
+    amount = amount or refund.get("amount")
+    currency = details.get("currency") or refund.get("currency") or currency
+    try:
+        return format_money(Decimal(str(amount)), currency) if amount not in (None, "") else ""
+    except ArithmeticError:
+        return ""
+
+
+def _not_expired(code: DiscountCode) -> bool:
+    return code.ends_at is None or code.ends_at > datetime.now(code.ends_at.tzinfo)
 
 
 # ---------------------------------------------------------------------------------------------
