@@ -18,8 +18,10 @@ from tests import services as real
 from wsgi import create_app
 
 API_KEY = "test-api-key"
-API_SECRET = "test-api-secret"
-OLD_SECRET = "test-api-secret-old"
+# Shopify client secrets are 32 hex characters after their prefix; PyJWT warns (an error
+# here) about HMAC keys under 32 bytes.
+API_SECRET = "test-api-secret-0123456789abcdef01"
+OLD_SECRET = "test-api-secret-old-0123456789abcd"
 
 
 @pytest.fixture(scope="session")
