@@ -13,9 +13,12 @@ import click
 from flask import Flask
 
 import webhooks
+from actions.cli import scan
 from plugin import create_app as create_plugin_app
 from plugin.cli import cli, load_config
 from plugin.config import Config
+
+cli.add_command(scan)
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -39,6 +42,10 @@ def dev(host: str, port: int) -> None:
     config, _standin, shopify = dev_shopify.start(config)
     app = create_app(config)
     ensure_demo_shop(app.extensions["amends"])
+    from plugin import periodic
+
+    # The sweep and the scans run in-process too (the embedded queue keeps nothing on restart).
+    periodic.ensure_scheduled(app.extensions["amends"])
     base = config.app_url
     click.echo(
         f"""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugin import codes
+
 HANDLERS: dict[str, str] = {
     "fulfillment_events/create": "actions.late_delivery.on_fulfillment_event",
     "fulfillments/update": "actions.late_delivery.on_fulfillment_update",
@@ -58,6 +60,10 @@ def skip_reason(topic: str, payload: dict[str, Any]) -> str | None:
         status = payload.get("shipment_status")
         if status not in RELEVANT_SHIPMENT_STATUSES:
             return f"shipment status {status!r} needs no action"
-    elif topic == "orders/create" and not payload.get("discount_codes"):
-        return "the order uses no discount code"
+    elif topic == "orders/create":
+        used = payload.get("discount_codes")
+        if not isinstance(used, list) or not any(
+            isinstance(dc, dict) and codes.looks_like_ours(str(dc.get("code") or "")) for dc in used
+        ):
+            return "the order uses no Amends discount code"
     return None

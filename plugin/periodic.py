@@ -7,7 +7,16 @@ from datetime import timedelta
 from plugin.services import Services
 
 # dotted path → seconds between runs. Filled by the features that need them.
-SCHEDULE: dict[str, int] = {}
+SCHEDULE: dict[str, int] = {
+    # Re-enqueue deliveries (and order-context reads) the queue lost or gave up on.
+    "actions.sweep.sweep": 60,
+    # Enqueue each installed shop's late-delivery scan when its interval has passed.
+    "actions.scan.schedule_scans": 300,
+    # Re-enqueue apologies, follow-ups and "fixed" notices whose job was lost.
+    "actions.incident_sweep.sweep_incidents": 300,
+    # Send the daily staff digest to shops that chose it (checked hourly).
+    "actions.follow_up.send_staff_digests": 3600,
+}
 
 
 def ensure_scheduled(services: Services) -> None:

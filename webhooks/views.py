@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from actions import topics
+from actions.deliveries import PROCESS_DELIVERY
 from plugin.models import Delivery
 from plugin.services import Services
 from webhooks.verify import Rejected, verify
@@ -17,8 +18,6 @@ from webhooks.verify import Rejected, verify
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__)
-
-PROCESS_DELIVERY = "actions.deliveries.process_delivery"
 
 
 @blueprint.route("/webhooks", methods=["POST"])
@@ -55,7 +54,8 @@ def receive() -> ResponseReturnValue:
         event_id=verdict.event_id,
         api_version=verdict.api_version,
         triggered_at=_parse_time(verdict.triggered_at),
-        payload=body.decode("utf-8"),
+        # An unhandled topic is kept as a record of what came, without its (personal) data.
+        payload=body.decode("utf-8") if skip is None else None,
         state="pending" if skip is None else "ignored",
         reason=skip,
     )

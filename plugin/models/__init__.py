@@ -3,8 +3,9 @@
 from plugin.models.delivery import Delivery
 from plugin.models.discount import DiscountCode
 from plugin.models.export import DataExport
-from plugin.models.incident import Incident, IncidentKey, TimelineEntry
+from plugin.models.incident import Incident, IncidentKey, Settlement, TimelineEntry
 from plugin.models.message import Message, OutboxEmail
+from plugin.models.scan import ScanRun
 from plugin.models.shop import Shop, ShopSettings
 from plugin.models.task import Task
 
@@ -16,6 +17,8 @@ __all__ = [
     "IncidentKey",
     "Message",
     "OutboxEmail",
+    "ScanRun",
+    "Settlement",
     "Shop",
     "ShopSettings",
     "Task",

@@ -81,6 +81,23 @@ class IncidentKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Settlement(Base):
+    """Something that finished (a shipment delivered, a return closed) and when it happened,
+    kept even when no incident was open, so that a signal from before that time which
+    arrives late (webhooks come out of order) cannot open an incident for it.
+    `key` is "shipment:<fulfillment id>" or "return:<return id>"."""
+
+    __tablename__ = "settlements"
+    __table_args__ = (UniqueConstraint("shop_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TimelineEntry(Base):
     """One step in an incident's story, with its time and its cause."""
 
