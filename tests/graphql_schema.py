@@ -31,6 +31,7 @@ input DiscountContextInput {
 extend input DiscountCodeBasicInput { context: DiscountContextInput }
 extend input DiscountCodeFreeShippingInput { context: DiscountContextInput }
 extend input WebhookSubscriptionInput { uri: String }
+extend type WebhookSubscription { uri: String! }
 """
 
 
