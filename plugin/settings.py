@@ -147,10 +147,13 @@ def _field_messages(error: ValidationError) -> dict[str, str]:
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "string_pattern_mismatch":
+            # The merchant sees this next to the field: say what is wrong, not the regex.
+            message = "is not in the expected format"
         # Model-level checks name their field as "field: message".
-        if ":" in message and not path.endswith(message.split(":", 1)[0]):
-            name, message = message.split(":", 1)
-            path = f"{path}.{name.strip()}" if path else name.strip()
-            message = message.strip()
+        name, colon, rest = message.partition(":")
+        if item["type"] == "value_error" and colon and name.isidentifier() and not path.endswith(name):
+            path = f"{path}.{name}" if path else name
+            message = rest.strip()
         fields[path or "settings"] = message
     return fields
