@@ -3,17 +3,45 @@ for the admin API and page tests."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import jwt
 from sqlalchemy import select
 
 from plugin.db import utcnow
 from plugin.models import DiscountCode, Incident, Message, Shop, Task, TimelineEntry
 from plugin.models.incident import APOLOGISED, DETECTED
 from plugin.services import Services
+from tests.conftest import API_KEY, API_SECRET
+
+
+def session_token(
+    shop: str, secret: str = API_SECRET, audience: str = API_KEY, expires_in: int = 60, **claims: Any
+) -> str:
+    """A session token as App Bridge gets it from Shopify for `shop`."""
+    now = int(time.time())
+    payload = {
+        "iss": f"https://{shop}/admin",
+        "dest": f"https://{shop}",
+        "aud": audience,
+        "sub": "42",
+        "exp": now + expires_in,
+        "nbf": now - 1,
+        "iat": now - 1,
+        "jti": str(uuid.uuid4()),
+        "sid": "session-1",
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(shop: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session_token(shop)}"}
 
 
 @dataclass(frozen=True)
@@ -126,3 +154,38 @@ def seed_incident(
             session.flush()
             task_id = row.id
         return Seeded(incident_id=incident.id, task_id=task_id, shop_id=shop.id)
+
+
+class ApiClient:
+    """The admin API as a page calls it, with a session token for `shop`; every answer is
+    checked against the OpenAPI document."""
+
+    def __init__(self, client: Any, shop: str | None, openapi: Any = None):
+        self.client = client
+        self.shop = shop
+        self.openapi = openapi
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        sent = dict(bearer(self.shop) if self.shop else {})
+        sent.update(headers or {})
+        response = self.client.open(path, method=method, headers=sent, **kwargs)
+        if self.openapi is not None and path.startswith("/api/"):
+            body = response.get_json(silent=True) if response.is_json else response.get_data(as_text=True)
+            documented = self.openapi.check(
+                method, path.split("?")[0], response.status_code, response.content_type, body
+            )
+            self.seen.add((method.upper(), documented, response.status_code))
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.request("PATCH", path, **kwargs)

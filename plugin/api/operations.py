@@ -6,6 +6,8 @@ string (plugin never imports actions) and enqueued only once the change is commi
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,7 +34,7 @@ def update_task(session: Session, task: Task, incident: Incident, changes: TaskU
         task.assignee = (changes.assignee or "").strip() or None
         notes.append(f"assigned to {task.assignee}" if task.assignee else "unassigned")
     if "due_at" in sent and changes.due_at != task.due_at:
-        task.due_at = changes.due_at
+        task.due_at = changes.due_at.astimezone(UTC) if changes.due_at else None
         notes.append(f"due {task.due_at:%Y-%m-%d %H:%M} UTC" if task.due_at else "no due time")
     if "notes" in sent and changes.notes != task.notes:
         task.notes = changes.notes or None

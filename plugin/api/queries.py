@@ -177,10 +177,10 @@ def list_tasks(session: Session, shop_id: int, query: TaskQuery) -> tuple[list[B
             .order_by(*order)
             .offset(offset)
             .limit(query.limit + 1)
-        ).tuples()
+        )
     )
     more = len(rows) > query.limit
-    items = [board_task(task, incident, now) for task, incident in rows[: query.limit]]
+    items = [board_task(row[0], row[1], now) for row in rows[: query.limit]]
     return items, pagination.encode(offset + query.limit) if more else None
 
 
