@@ -16,7 +16,7 @@ import logging
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, redirect, request
+from flask import Blueprint, current_app, g, redirect, request
 from werkzeug.wrappers import Response
 
 from plugin.auth import grants, installs, pages, query, state
@@ -102,6 +102,9 @@ def callback() -> Response:
 @blueprint.get("/auth/session-token")
 def session_token() -> Response:
     """App Bridge's bounce page: it reloads `shopify-reload` with a fresh id_token."""
+    shop = (request.args.get("shop") or "").strip().lower()
+    if valid_shop_domain(shop):
+        g.csp_shop = shop  # it is shown inside that shop's admin
     return pages.bounce()
 
 
