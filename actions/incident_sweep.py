@@ -1,0 +1,173 @@
+"""sweep_incidents(): finish what a lost job left undone.
+
+An enqueue can be lost (Redis down at the wrong moment, a worker killed mid-job and RQ not
+noticing for minutes, a job that used up its retries). The database says what is done — the
+apology `Message` (sent or skipped), the `Task`, the "fixed" `Message` — so every few minutes
+this job looks for incidents whose step is still not done a while after it was due, and
+enqueues that step again. The steps are idempotent, so a re-enqueue that races a slow first
+run costs nothing. An apology still not out a day after it was due is handed to a person
+(needs attention) instead of being retried for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import Session, aliased
+
+from actions.apology import CONTEXT_PENDING, flag
+from plugin import periodic
+from plugin.db import utcnow
+from plugin.models import Incident, Message, Shop, Task
+from plugin.models.message import APOLOGY, FAILED, FIXED, PENDING, SENT, SKIPPED
+from plugin.services import Services, current
+from plugin.settings import Settings, load
+
+log = logging.getLogger(__name__)
+
+SWEEP_INCIDENTS = "actions.incident_sweep.sweep_incidents"
+INTERVAL_SECONDS = 300
+STALE = timedelta(minutes=10)  # a step this late after it was due was lost, not slow
+GIVE_UP = timedelta(hours=24)
+LOOKBACK = timedelta(days=7)
+BATCH = 500
+
+SEND_APOLOGY = "actions.apology.send_apology"
+OPEN_FOLLOW_UP = "actions.follow_up.open_follow_up"
+NOTIFY_RESOLVED = "actions.notify.notify_resolved"
+
+
+@dataclass
+class SweepReport:
+    apologies: list[int] = field(default_factory=list)
+    follow_ups: list[int] = field(default_factory=list)
+    notices: list[int] = field(default_factory=list)
+    given_up: list[int] = field(default_factory=list)
+
+
+def sweep_incidents() -> None:
+    services = current()
+    periodic.schedule_next(services, SWEEP_INCIDENTS, INTERVAL_SECONDS)
+    report = sweep(services)
+    if report.apologies or report.follow_ups or report.notices or report.given_up:
+        log.warning(
+            "sweep re-enqueued %s apologies, %s follow-ups, %s notices; %s apologies handed to a person",
+            len(report.apologies),
+            len(report.follow_ups),
+            len(report.notices),
+            len(report.given_up),
+        )
+
+
+def sweep(services: Services, now: datetime | None = None) -> SweepReport:
+    now = now or utcnow()
+    report = SweepReport()
+    with services.db.session() as session:
+        _apologies(session, now, report)
+        _follow_ups(session, now, report)
+        _notices(session, now, report)
+    for incident_id in report.apologies:
+        _enqueue(services, SEND_APOLOGY, incident_id, f"apology-{incident_id}")
+    for incident_id in report.follow_ups:
+        _enqueue(services, OPEN_FOLLOW_UP, incident_id, f"followup-{incident_id}")
+    for incident_id in report.notices:
+        _enqueue(services, NOTIFY_RESOLVED, incident_id, f"notify-{incident_id}")
+    return report
+
+
+def _installed() -> ColumnElement[bool]:
+    return and_(Shop.installed_at.is_not(None), Shop.uninstalled_at.is_(None))
+
+
+def _apologies(session: Session, now: datetime, report: SweepReport) -> None:
+    apology = aliased(Message)
+    rows = session.execute(
+        select(Incident, apology)
+        .join(Shop, Shop.id == Incident.shop_id)
+        .outerjoin(apology, and_(apology.incident_id == Incident.id, apology.kind == APOLOGY))
+        .where(
+            _installed(),
+            Incident.needs_attention.is_(None),
+            Incident.opened_at >= now - LOOKBACK,
+            Incident.opened_at <= now - STALE,
+            (apology.id.is_(None)) | (apology.state == PENDING),
+        )
+        .order_by(Incident.id)
+        .limit(BATCH)
+    ).all()
+    settings: dict[int, Settings] = {}
+    for incident, message in rows:
+        if CONTEXT_PENDING in (incident.missing or []):
+            continue  # the intake's context job owns this step until the context is read
+        if message is not None and message.sending_until is not None and message.sending_until > now:
+            continue  # being sent right now
+        if incident.shop_id not in settings:
+            settings[incident.shop_id] = load(session, incident.shop_id)
+        delay = timedelta(minutes=settings[incident.shop_id].kind(incident.kind).delay_minutes)
+        due = incident.opened_at + delay
+        if now - due < STALE:
+            continue
+        if now - due > GIVE_UP:
+            last_error = f" (last error: {message.error})" if message is not None and message.error else ""
+            flag(
+                session,
+                incident,
+                f"The apology has not gone out {int(GIVE_UP.total_seconds() // 3600)} hours after it was due"
+                f"{last_error}; retry it once the cause is fixed.",
+                "sweep",
+                "apology_overdue",
+            )
+            report.given_up.append(incident.id)
+            continue
+        report.apologies.append(incident.id)
+
+
+def _follow_ups(session: Session, now: datetime, report: SweepReport) -> None:
+    rows = session.scalars(
+        select(Incident.id)
+        .join(Shop, Shop.id == Incident.shop_id)
+        .outerjoin(Task, Task.incident_id == Incident.id)
+        .where(
+            _installed(),
+            Task.id.is_(None),
+            Incident.opened_at >= now - LOOKBACK,
+            Incident.opened_at <= now - STALE,
+        )
+        .order_by(Incident.id)
+        .limit(BATCH)
+    ).all()
+    report.follow_ups.extend(rows)
+
+
+def _notices(session: Session, now: datetime, report: SweepReport) -> None:
+    apology = aliased(Message)
+    fixed = aliased(Message)
+    rows = session.execute(
+        select(Incident.id, fixed.sending_until)
+        .join(Shop, Shop.id == Incident.shop_id)
+        .join(apology, and_(apology.incident_id == Incident.id, apology.kind == APOLOGY))
+        .outerjoin(fixed, and_(fixed.incident_id == Incident.id, fixed.kind == FIXED))
+        .where(
+            _installed(),
+            Incident.needs_attention.is_(None),
+            Incident.resolved_at.is_not(None),
+            Incident.resolved_at >= now - LOOKBACK,
+            Incident.resolved_at <= now - STALE,
+            apology.state.in_((SENT, SKIPPED, FAILED)),
+            (fixed.id.is_(None)) | (fixed.state == PENDING),
+        )
+        .order_by(Incident.id)
+        .limit(BATCH)
+    ).all()
+    report.notices.extend(incident_id for incident_id, until in rows if until is None or until <= now)
+
+
+def _enqueue(services: Services, func: str, incident_id: int, job_id: str) -> None:
+    try:
+        services.queue.enqueue(func, incident_id, job_id=job_id)
+    except Exception as error:
+        # The queue is down: the next sweep finds the same work.
+        log.error("sweep could not enqueue %s(%s): %s", func, incident_id, type(error).__name__)
