@@ -116,6 +116,7 @@ def seed_incident(
                     ends_at=opened + timedelta(days=30),
                     state="test" if shop.test_mode else "created",
                     test=shop.test_mode,
+                    created_at=opened,
                 )
             )
             session.add(

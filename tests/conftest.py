@@ -119,3 +119,24 @@ def admin_api(client: FlaskClient, services: Services, openapi: Any) -> Any:
 
     make_shop(services)
     return ApiClient(client, SHOP, openapi)
+
+
+@pytest.fixture
+def admin_api_queued(database_url: str, redis_url: str, openapi: Any) -> Iterator[Any]:
+    """`admin_api` on an app whose queue is Redis with no worker: the jobs a request enqueues
+    stay in `.queue` to be read, and none runs (so none reaches for Shopify)."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from tests.admin_data import ApiClient
+    from tests.factories import SHOP, make_shop
+
+    app = create_app(make_config(database_url, redis_url=redis_url))
+    services: Services = app.extensions["amends"]
+    real.empty_tables(services.db.engine)
+    make_shop(services)
+    api = ApiClient(app.test_client(), SHOP, openapi)
+    api.services = services
+    api.queue = Queue(services.config.queue_name, connection=services.redis, serializer=JSONSerializer)
+    yield api
+    services.close()

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 from rq import Queue
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from plugin.db import utcnow
 from plugin.models import Incident, Message, Task, TimelineEntry
-from plugin.services import Services
-from tests import services as real
-from tests.admin_data import ApiClient, seed_incident
-from tests.conftest import make_config
+from tests.admin_data import seed_incident
 from tests.factories import OTHER_SHOP, SHOP, make_shop
-from wsgi import create_app
 
 
 def ids(response: Any) -> list[int]:
@@ -179,24 +172,12 @@ def test_another_shops_incident_is_404_and_never_listed(admin_api, services):
 # --- resolve and retry, with the jobs they start kept in a real Redis queue ---------------
 
 
-@pytest.fixture
-def queued(database_url: str, redis_url: str, openapi: Any) -> Iterator[tuple[ApiClient, Services, Queue]]:
-    """The API on an app whose queue is Redis with no worker: enqueued jobs stay to be read."""
-    app: Flask = create_app(make_config(database_url, redis_url=redis_url))
-    services: Services = app.extensions["amends"]
-    real.empty_tables(services.db.engine)
-    make_shop(services)
-    queue = Queue(services.config.queue_name, connection=services.redis, serializer=JSONSerializer)
-    yield ApiClient(app.test_client(), SHOP, openapi), services, queue
-    services.close()
-
-
 def jobs(queue: Queue) -> list[tuple[str, tuple[Any, ...]]]:
     return [(job.func_name, tuple(job.args)) for job in queue.jobs]
 
 
-def test_resolve_closes_the_task_and_sends_the_fixed_notice(queued):
-    api, services, queue = queued
+def test_resolve_closes_the_task_and_sends_the_fixed_notice(admin_api_queued):
+    api, services, queue = admin_api_queued, admin_api_queued.services, admin_api_queued.queue
     seeded = seed_incident(services, SHOP)
     response = api.post(f"/api/incidents/{seeded.incident_id}/resolve")
     assert response.status_code == 200
@@ -211,8 +192,9 @@ def test_resolve_closes_the_task_and_sends_the_fixed_notice(queued):
     assert len(queue.jobs) == 1
 
 
-def test_retry_restarts_the_unfinished_steps(queued):
-    api, services, queue = queued
+def test_retry_restarts_the_unfinished_steps(admin_api_queued):
+    api = admin_api_queued
+    services, queue = api.services, api.queue
     seeded = seed_incident(services, SHOP, needs_attention="SMTP 550: mailbox unavailable", task=False)
     with services.db.session() as session:
         apology = session.scalar(select(Message).where(Message.incident_id == seeded.incident_id))
@@ -233,8 +215,9 @@ def test_retry_restarts_the_unfinished_steps(queued):
     assert api.post(f"/api/incidents/{seeded.incident_id}/retry").status_code == 409
 
 
-def test_retry_after_resolution_resends_the_fixed_notice(queued):
-    api, services, queue = queued
+def test_retry_after_resolution_resends_the_fixed_notice(admin_api_queued):
+    api = admin_api_queued
+    services, queue = api.services, api.queue
     seeded = seed_incident(services, SHOP, needs_attention="fixed notice: SMTP 554")
     with services.db.session() as session:
         incident = session.get(Incident, seeded.incident_id)
@@ -247,8 +230,9 @@ def test_retry_after_resolution_resends_the_fixed_notice(queued):
     assert jobs(queue) == [("actions.notify.notify_resolved", (seeded.incident_id,))]
 
 
-def test_retry_without_anything_flagged_is_409(queued):
-    api, services, queue = queued
+def test_retry_without_anything_flagged_is_409(admin_api_queued):
+    api = admin_api_queued
+    services, queue = api.services, api.queue
     seeded = seed_incident(services, SHOP)
     response = api.post(f"/api/incidents/{seeded.incident_id}/retry")
     assert response.status_code == 409

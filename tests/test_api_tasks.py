@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from rq import Queue
-from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from plugin.db import utcnow
 from plugin.models import Incident, Task, TimelineEntry
-from plugin.services import Services
-from tests import services as real
-from tests.admin_data import ApiClient, seed_incident
-from tests.conftest import make_config
+from tests.admin_data import seed_incident
 from tests.factories import OTHER_SHOP, SHOP, make_shop
-from wsgi import create_app
 
 
 def orders(response: Any) -> list[str]:
@@ -153,19 +146,9 @@ def test_unknown_task_is_404(admin_api, task_id):
     assert admin_api.post(f"/api/tasks/{task_id}/resolve").status_code == 404
 
 
-@pytest.fixture
-def queued(database_url: str, redis_url: str, openapi: Any) -> Iterator[tuple[ApiClient, Services, Queue]]:
-    app = create_app(make_config(database_url, redis_url=redis_url))
-    services: Services = app.extensions["amends"]
-    real.empty_tables(services.db.engine)
-    make_shop(services)
-    queue = Queue(services.config.queue_name, connection=services.redis, serializer=JSONSerializer)
-    yield ApiClient(app.test_client(), SHOP, openapi), services, queue
-    services.close()
-
-
-def test_closing_a_task_resolves_its_incident_and_queues_the_fixed_notice(queued):
-    api, services, queue = queued
+def test_closing_a_task_resolves_its_incident_and_queues_the_fixed_notice(admin_api_queued):
+    api = admin_api_queued
+    services, queue = api.services, api.queue
     seeded = seed_incident(services, SHOP)
     response = api.post(f"/api/tasks/{seeded.task_id}/resolve")
     assert response.status_code == 200
