@@ -729,3 +729,19 @@ def test_the_stand_in_answers_every_document_amends_sends(standin: StandIn):
         assert "errors" not in body, f"{name}: {body['errors']}"
         assert body["data"], name
     assert standin.stats()["unknown_fields"] == {}
+
+
+def test_open_shipments_are_on_time_unless_seeded_late(standin: StandIn):
+    from datetime import UTC, datetime
+
+    query = "{ orders(first: 50) { nodes { fulfillments(first: 1) { estimatedDeliveryAt } } } }"
+
+    def late_count() -> int:
+        nodes = post(standin, query).json()["data"]["orders"]["nodes"]
+        now = datetime.now(UTC)
+        etas = [datetime.fromisoformat(n["fulfillments"][0]["estimatedDeliveryAt"]) for n in nodes]
+        return sum(eta < now for eta in etas)
+
+    assert late_count() == 0  # `amends dev`'s first scan finds nothing to apologise for
+    standin.shop(SHOP).seed_orders(10, late_every=2)
+    assert late_count() == 5
