@@ -57,6 +57,7 @@ SEND_APOLOGY = "actions.apology.send_apology"
 OPEN_FOLLOW_UP = "actions.follow_up.open_follow_up"
 NOTIFY_RESOLVED = "actions.notify.notify_resolved"
 CONTEXT_PENDING = "order_context"  # plugin.incidents: the order's context is still being read
+AUTO_RESOLVED = "auto_resolve"  # Incident.resolved_by when the kind's settings resolve at once
 
 KIND_LABELS = {"late_delivery": "late delivery", "return": "return", "refund": "refund"}
 KIND_PLURALS = {"late_delivery": "late deliveries", "return": "returns", "refund": "refunds"}
@@ -188,7 +189,7 @@ def _reason_not_to_apologise(
         return (
             f"Apologies for {KIND_PLURALS.get(incident.kind, incident.kind)} are turned off in the settings."
         )
-    if incident.resolved_at is not None and incident.kind != REFUND:
+    if incident.resolved_at is not None and incident.kind != REFUND and incident.resolved_by != AUTO_RESOLVED:
         return (
             f"The {label} was resolved ({incident.resolved_by or 'resolved'}) before the apology was due: "
             "no apology was needed."

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from actions.apology import KIND_LABELS, _note, flag
+from actions.apology import AUTO_RESOLVED, KIND_LABELS, _note, flag
 from plugin import emails, periodic, sending
 from plugin.db import utcnow
 from plugin.errors import (
@@ -28,7 +28,7 @@ from plugin.errors import (
     RetryableError,
     ShopifyAuthError,
 )
-from plugin.incidents import add_timeline
+from plugin.incidents import add_timeline, resolve
 from plugin.models import Incident, Message, Shop, Task, TimelineEntry
 from plugin.models.message import SENT, STAFF
 from plugin.models.task import DONE, OPEN
@@ -59,6 +59,8 @@ def open_follow_up(incident_id: int) -> None:
             return
         settings = load(session, shop.id)
         task = _ensure_task(session, incident, settings)
+        if settings.kind(incident.kind).auto_resolve and incident.is_open and task.status == OPEN:
+            _auto_resolve(session, services, incident, task)
         tag = settings.shop.order_tag
         tag_wanted = settings.shop.tag_orders and task.order_tagged_at is None
         if tag_wanted and shop.test_mode and not settings.shop.real_test_codes:
@@ -113,6 +115,23 @@ def _ensure_task(session: Session, incident: Incident, settings: Settings) -> Ta
         summary = f"Follow-up task opened, due {due:%Y-%m-%d %H:%M} UTC ({kind.sla_hours} h after detection)."
     add_timeline(session, incident, "task_opened", summary, SOURCE, data={"task_id": task.id})
     return task
+
+
+def _auto_resolve(session: Session, services: Services, incident: Incident, task: Task) -> None:
+    """The merchant resolves this kind at once (refunds: the refund is the fix)."""
+    task.status = DONE
+    task.closed_at = utcnow()
+    task.closed_by = AUTO_RESOLVED
+    add_timeline(
+        session, incident, "task_closed", "Follow-up task closed automatically, as the settings ask.", SOURCE
+    )
+    resolve(
+        session,
+        services,
+        incident,
+        cause=AUTO_RESOLVED,
+        summary="Resolved automatically when it was opened, as the settings ask for this kind.",
+    )
 
 
 def task_title(incident: Incident) -> str:

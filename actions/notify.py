@@ -8,8 +8,8 @@ date) and reminds the customer of the code when it has not been used.
 No apology, no "fixed" email: a customer who was never told about a problem is not told it
 is over. The email waits while the apology is still being sent, and is skipped (with the
 reason on the timeline) when the apology was skipped or failed, when the kind has the notice
-turned off, or when the incident resolved before the apology went out (the apology covered
-it: a refund resolved at once).
+turned off, or when the incident resolved before its apology was decided or automatically on
+opening (the apology covered it: a refund the merchant resolves at once).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actions.apology import KIND_PLURALS, _get, _get_shop, _note, flag
+from actions.apology import AUTO_RESOLVED, KIND_PLURALS, _get, _get_shop, _note, flag
 from plugin import emails, sending
 from plugin.errors import MailPermanentError, MailRetryableError, TemplateError
 from plugin.incidents import add_timeline
@@ -70,9 +70,14 @@ def _decide(services: Services, incident_id: int) -> str | None:
             reason = f'The "it\'s fixed" email is turned off for {label} in the settings.'
         elif apology.state != SENT:
             reason = 'No apology went out for this incident, so no "it\'s fixed" email either.'
-        elif apology.sent_at is not None and incident.resolved_at <= apology.sent_at:
+        elif incident.resolved_by == AUTO_RESOLVED:
             reason = (
-                "The incident was resolved before the apology went out, so the apology covered it: "
+                "The incident was resolved automatically when it was opened (as the settings ask), "
+                'so the apology covered it: no "it\'s fixed" email.'
+            )
+        elif incident.resolved_at <= apology.created_at:
+            reason = (
+                "The incident was resolved before the apology was decided, so the apology covered it: "
                 'no "it\'s fixed" email.'
             )
         message = sending.get_or_create(

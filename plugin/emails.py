@@ -515,16 +515,20 @@ def incident_context(
 
 
 def _first_tracking(details: dict[str, Any]) -> dict[str, str]:
-    candidates: list[Any] = []
-    if isinstance(details.get("tracking"), dict):
-        candidates.append(details["tracking"])
+    """The parcel's carrier, number and link: from the order's shipments (the intake's order
+    context), else from a `fulfillments/update` payload's tracking fields."""
     order: dict[str, Any] = details["order"] if isinstance(details.get("order"), dict) else {}
     for shipment in order.get("shipments") or []:
-        if isinstance(shipment, dict):
-            candidates.extend(shipment.get("tracking") or [])
-    for candidate in candidates:
-        if isinstance(candidate, dict) and (candidate.get("number") or candidate.get("url")):
-            return {k: str(v) for k, v in candidate.items() if isinstance(v, str | int) and v != ""}
+        for candidate in (shipment.get("tracking") or []) if isinstance(shipment, dict) else []:
+            if isinstance(candidate, dict) and (candidate.get("number") or candidate.get("url")):
+                return {k: str(v) for k, v in candidate.items() if isinstance(v, str | int) and v != ""}
+    numbers, urls = details.get("tracking_numbers") or [], details.get("tracking_urls") or []
+    if numbers or urls:
+        return {
+            "company": str(details.get("tracking_company") or ""),
+            "number": str(numbers[0]) if numbers else "",
+            "url": str(urls[0]) if urls else "",
+        }
     return {}
 
 
@@ -536,7 +540,7 @@ def _http_url(value: Any) -> str:
 _RETURN_REASONS = {
     "SIZE_TOO_SMALL": "the size was too small",
     "SIZE_TOO_LARGE": "the size was too large",
-    "UNWANTED": "it wasn't wanted",
+    "UNWANTED": "it wasn't wanted after all",
     "NOT_AS_DESCRIBED": "it wasn't as described",
     "WRONG_ITEM": "we sent the wrong item",
     "DEFECTIVE": "it was faulty",
@@ -546,23 +550,37 @@ _RETURN_REASONS = {
 
 
 def _return_reason(details: dict[str, Any]) -> str:
-    reason = details.get("return_reason") or details.get("reason")
-    if not reason and isinstance(details.get("return"), dict):
-        reason = details["return"].get("reason") or details["return"].get("return_reason")
-    if not isinstance(reason, str) or not reason or reason.upper() in ("OTHER", "UNKNOWN"):
-        return ""
-    return _RETURN_REASONS.get(reason.upper(), reason.replace("_", " ").lower())
+    """The customer's reason, from the incident's returns ("size too small" → "the size was too
+    small"); nothing for "other" or "unknown"."""
+    returns = details.get("returns") if isinstance(details.get("returns"), dict) else {}
+    reasons: list[str] = []
+    for item in (returns or {}).values():
+        if isinstance(item, dict):
+            reasons.extend(str(r) for r in item.get("reasons") or [] if r)
+    phrases = []
+    for reason in reasons:
+        key = reason.strip().upper().replace(" ", "_")
+        if key in ("OTHER", "UNKNOWN", ""):
+            continue
+        phrase = _RETURN_REASONS.get(key, reason.strip().lower())
+        if phrase not in phrases:
+            phrases.append(phrase)
+    return " and ".join(phrases)
 
 
 def _refund_amount(details: dict[str, Any], currency: str | None) -> str:
-    amount = details.get("refund_amount") or details.get("amount")
-    refund: dict[str, Any] = details["refund"] if isinstance(details.get("refund"), dict) else {}
-    amount = amount or refund.get("amount")
-    currency = details.get("currency") or refund.get("currency") or currency
-    try:
-        return format_money(Decimal(str(amount)), currency) if amount not in (None, "") else ""
-    except ArithmeticError:
-        return ""
+    """The money refunded so far, summed over the incident's refunds."""
+    refunds = details.get("refunds") if isinstance(details.get("refunds"), dict) else {}
+    total, found_currency = Decimal(0), None
+    for refund in (refunds or {}).values():
+        if not isinstance(refund, dict) or refund.get("amount") in (None, ""):
+            continue
+        try:
+            total += Decimal(str(refund["amount"]))
+        except ArithmeticError:
+            continue
+        found_currency = found_currency or refund.get("currency")
+    return format_money(total, found_currency or currency) if total > 0 else ""
 
 
 def _not_expired(code: DiscountCode) -> bool:
