@@ -514,3 +514,63 @@ def test_authorize_url_uses_the_configured_admin_base(config):
     url = authorize_url(local, SHOP, "nonce")
     assert url.startswith(f"http://127.0.0.1:9999/shops/{SHOP}/admin/oauth/authorize?")
     assert "state=nonce" in url and urlencode({"redirect_uri": f"{APP_URL}/auth/callback"}) in url
+
+
+# -- against a Shopify-compatible endpoint ------------------------------------------------
+
+
+def test_install_refresh_and_token_exchange_against_the_shopify_stand_in(database_url):
+    """Real HTTP end to end: the authorize redirect, the callback Shopify's side signs, the
+    code grant, webhook registration, a token retired by Shopify, a stored expiry passed,
+    and a Shopify-managed install by token exchange."""
+    import requests
+
+    from plugin.auth.exchange import ensure_offline_token
+    from plugin.shopify.client import ShopifyClient
+    from plugin.shopify.shop_details import SHOP_DETAILS_QUERY
+    from plugin.standin import StandIn
+    from tests.auth_fakes import session_token
+    from tests.services import empty_tables
+    from wsgi import create_app
+
+    with StandIn(client_id=API_KEY, client_secret=API_SECRET) as standin:
+        config = make_config(database_url, shopify_admin_base=standin.admin_base, register_webhooks=True)
+        app = create_app(config)
+        services = app.extensions["amends"]
+        empty_tables(services.db.engine)
+        try:
+            client = app.test_client()
+            started = client.get("/auth/install", query_string={"shop": SHOP})
+            approved = requests.get(started.headers["Location"], allow_redirects=False, timeout=10)
+            assert approved.status_code == 302
+            back = urlsplit(approved.headers["Location"])
+            assert f"{back.scheme}://{back.netloc}{back.path}" == f"{APP_URL}/auth/callback"
+            assert client.get(f"/auth/callback?{back.query}").status_code == 302
+            assert services.queue.wait_idle(15)
+
+            (shop,) = shops(services)
+            assert shop.installed and shop.refresh_token is not None and shop.name
+            assert standin.stats()["shops"][SHOP]["webhook_subscriptions"] == len(TOPICS)
+            first = services.cipher.decrypt(shop.access_token)
+
+            standin.expire_token(SHOP, first)  # Shopify no longer takes it: 401, refresh, retry
+            assert ShopifyClient(services, SHOP).graphql(SHOP_DETAILS_QUERY)["shop"]["name"]
+            second = services.cipher.decrypt(shops(services)[0].access_token)
+            assert second != first
+
+            with services.db.session() as session:  # the stored expiry has passed: refreshed first
+                session.execute(
+                    sa.update(Shop).values(access_token_expires_at=utcnow() - timedelta(minutes=1))
+                )
+            grants_before = standin.counts["oauth"]
+            assert ShopifyClient(services, SHOP).graphql(SHOP_DETAILS_QUERY)["shop"]["name"]
+            assert standin.counts["oauth"] == grants_before + 1
+            assert services.cipher.decrypt(shops(services)[0].access_token) not in (first, second)
+
+            managed = "managed-store.myshopify.com"
+            installed = ensure_offline_token(services, managed, session_token(managed))
+            assert installed.installed and installed.installed_via == "token_exchange"
+            assert ShopifyClient(services, managed).graphql(SHOP_DETAILS_QUERY)["shop"]["name"]
+            assert services.queue.wait_idle(15)
+        finally:
+            services.close()
