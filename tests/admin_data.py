@@ -13,6 +13,7 @@ from typing import Any
 import jwt
 from sqlalchemy import select
 
+from plugin import sending
 from plugin.db import utcnow
 from plugin.models import DiscountCode, Incident, Message, Shop, Task, TimelineEntry
 from plugin.models.incident import APOLOGISED, DETECTED
@@ -124,7 +125,8 @@ def seed_incident(
                     shop_id=shop.id,
                     incident_id=incident.id,
                     kind="apology",
-                    message_id=f"<apology-{incident.id}@amends.test>",
+                    # The id the apology job gives it, so the "fixed" job finds it.
+                    message_id=sending.message_id_for(services.config, "apology", incident.id),
                     state="sent",
                     to_address=email,
                     subject=f"About your order {order_name}",
