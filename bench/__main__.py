@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="RQ workers for B2 and B3")
     parser.add_argument("--incidents", type=int, default=None, help="B3 storm size (default 5000, quick 300)")
     parser.add_argument(
-        "--profile", action="store_true", help="B1: py-spy the web workers (pip install py-spy)"
+        "--profile",
+        action="store_true",
+        help="py-spy the web workers (B1) and RQ workers (B2); pip install py-spy",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "B2":
                 from bench import apology
 
-                outcome = apology.run(run_dir, args.quick, workers=args.workers)
+                outcome = apology.run(run_dir, args.quick, workers=args.workers, profile=args.profile)
             else:
                 from bench import storm
 

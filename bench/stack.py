@@ -333,6 +333,17 @@ class Stack:
     def start_workers(self, count: int) -> list[Child]:
         return [self.spawn(f"worker-{i}", [str(BIN / "amends"), "worker"]) for i in range(count)]
 
+    def wait_for_workers(self, count: int, timeout: float = 120) -> None:
+        """Until `count` RQ workers have registered in Redis (they are ready for jobs)."""
+        from rq import Worker
+
+        redis = self.redis()
+        try:
+            if not wait_until(lambda: Worker.count(connection=redis) >= count, timeout, 0.2):
+                raise RuntimeError(f"RQ workers did not start:\n{self.tail('worker-0')}")
+        finally:
+            redis.close()
+
     def worker_pids(self) -> dict[str, int]:
         return {c.name: c.pid for c in self.children if c.name.startswith("worker-")}
 

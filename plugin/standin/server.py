@@ -190,6 +190,8 @@ class StandIn:
         self.unknown_fields: Counter[str] = Counter()
         self.points_requested = 0.0
         self.points_spent = 0.0
+        # Actual points by the document's first root field: where a shop's budget goes.
+        self.field_points: defaultdict[str, float] = defaultdict(float)
         self.shop_points: defaultdict[str, float] = defaultdict(float)
         self.shop_calls: Counter[str] = Counter()
 
@@ -228,6 +230,7 @@ class StandIn:
                 "unknown_fields": dict(self.unknown_fields),
                 "points_requested": self.points_requested,
                 "points_spent": self.points_spent,
+                "points_by_root_field": dict(self.field_points),
                 "shops": shops,
             }
 
@@ -398,6 +401,8 @@ class StandIn:
             self.counts["taken"] += 1 if call.outcome == "taken" else 0
             self.points_requested += requested
             self.points_spent += actual
+            if call.root_fields:
+                self.field_points[call.root_fields[0]] += actual
             self.shop_points[state.domain] += actual
             for name in call.root_fields:
                 self.fields[name] += 1
