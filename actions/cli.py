@@ -17,10 +17,9 @@ from plugin.shopify.fulfillments import Page
 @click.option("--shop", "domain", default=None, help="Only this shop (name.myshopify.com).")
 def scan(domain: str | None) -> None:
     """Scan open shipments now and open late-delivery incidents, with a summary."""
-    from plugin import logs, services
+    from plugin import services
 
     config = load_config()
-    logs.configure("WARNING")
     svc = services.init(config)
     try:
         with svc.db.session() as session:

@@ -63,7 +63,8 @@ def skip_reason(topic: str, payload: dict[str, Any]) -> str | None:
     elif topic == "orders/create":
         used = payload.get("discount_codes")
         if not isinstance(used, list) or not any(
-            isinstance(dc, dict) and codes.looks_like_ours(str(dc.get("code") or "")) for dc in used
+            isinstance(dc, dict) and codes.looks_like_ours(codes.normalise(str(dc.get("code") or "")))
+            for dc in used
         ):
             return "the order uses no Amends discount code"
     return None

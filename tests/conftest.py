@@ -140,3 +140,11 @@ def admin_api_queued(database_url: str, redis_url: str, openapi: Any) -> Iterato
     api.queue = Queue(services.config.queue_name, connection=services.redis, serializer=JSONSerializer)
     yield api
     services.close()
+
+
+@pytest.fixture
+def intake(services: Services, shopify: responses.RequestsMock) -> Iterator[Any]:
+    """An installed shop in test mode and its faked Admin API (see tests/intake.py)."""
+    from tests.intake import start_intake
+
+    yield from start_intake(services, shopify)

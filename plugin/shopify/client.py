@@ -105,6 +105,9 @@ class ShopifyClient:
                 body = response.json()
             except ValueError as error:
                 raise ShopifyRetryableError(f"{self.shop}: Admin API answered non-JSON") from error
+            if not isinstance(body, dict):
+                # A proxy or an outage page can answer JSON that is not a GraphQL response.
+                raise ShopifyRetryableError(f"{self.shop}: Admin API answered non-JSON (not an object)")
             cost_info = self._record_cost(body)
             errors = body.get("errors")
             if errors:
