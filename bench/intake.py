@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from bench import wrk
 from bench.cpu import CpuMeter
-from bench.stack import SHOP, Stack
+from bench.stack import SHOP, Child, Stack
 from plugin.samples import fulfillment_event
 from plugin.signing import webhook_signature
 
@@ -91,16 +91,17 @@ def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> 
         amends_url = stack.web_url
         engine = stack.engine()
         redis_pid = int(stack.redis().info("server")["process_id"])
-        meters = {
-            url: CpuMeter(
+
+        def meter(web: Child) -> CpuMeter:
+            return CpuMeter(
                 {
-                    "web": lambda web=web: [web.pid, *stack.gunicorn_worker_pids(web)],
+                    "web": lambda: [web.pid, *stack.gunicorn_worker_pids(web)],
                     "postgres": lambda: postgres_backends(engine),
                     "redis": lambda: [redis_pid],
                 }
             )
-            for url, web in ((baseline_url, baseline_web), (amends_url, amends_web))
-        }
+
+        meters = {baseline_url: meter(baseline_web), amends_url: meter(amends_web)}
         results["probe"] = {
             "baseline": probe(baseline_url, work[0], "probe-0"),
             "work": probe(amends_url, work[0], "probe-1"),

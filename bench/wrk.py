@@ -18,6 +18,7 @@ Two modes:
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import uuid
@@ -259,5 +260,5 @@ def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an ascending list (0 when empty)."""
     if not ordered:
         return 0.0
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
     return float(ordered[rank - 1])
