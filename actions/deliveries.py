@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.utils import import_string
 
@@ -122,6 +123,12 @@ def process_delivery(delivery_id: int) -> None:
     try:
         with services.db.session() as session:
             _process(services, session, delivery_id)
+    except IntegrityError as error:
+        # Another worker applied the same business key (or opened the order's incident) at the
+        # same moment. Retrying finds its work: the delivery becomes done or ignored then.
+        log.info("delivery %s raced a concurrent one; retrying", delivery_id)
+        _count_attempt(services, delivery_id, "retrying: a concurrent delivery changed the same incident")
+        raise RetryableError(f"delivery {delivery_id}: concurrent change", retry_after=1) from error
     except RetryableError as error:
         _count_attempt(services, delivery_id, f"retrying: {error}")
         raise

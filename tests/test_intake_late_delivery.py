@@ -277,3 +277,49 @@ def test_an_order_shopify_does_not_know_is_recorded_as_missing(client, services,
     [incident] = incidents(services)
     assert incident.missing == ["order"]
     assert incident.order_name is None and incident.customer_email is None
+
+
+def test_duplicates_processed_at_the_same_moment_make_one_incident(database_url, redis_url, shopify):
+    """Two workers take two deliveries of the same event at once: the business keys decide."""
+    import threading
+
+    from actions.deliveries import process_delivery
+    from plugin.errors import RetryableError
+    from tests import services as real
+    from tests.conftest import make_config
+    from tests.factories import make_shop
+    from wsgi import create_app
+
+    app = create_app(make_config(database_url, redis_url=redis_url))  # Redis, no worker running
+    services = app.extensions["amends"]
+    real.empty_tables(services.db.engine)
+    try:
+        make_shop(services, test_mode=True)
+        admin = FakeAdmin().install(shopify)
+        admin.orders[ORDER_ID] = context_order()
+        delayed = payload("fulfillment_event_delayed")
+        for _ in range(4):
+            assert post(app.test_client(), EVENTS, delayed).json["result"] == "accepted"
+        ids = [d.id for d in deliveries(services)]
+        start = threading.Barrier(len(ids))
+        retried: list[int] = []
+
+        def work(delivery_id: int) -> None:
+            start.wait()
+            try:
+                process_delivery(delivery_id)
+            except RetryableError:
+                retried.append(delivery_id)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for delivery_id in retried:  # what the queue's retry does
+            process_delivery(delivery_id)
+        [incident] = incidents(services)
+        assert len(intake_events(services, incident.id)) == 1
+        assert sorted(d.state for d in deliveries(services)) == [DONE, IGNORED, IGNORED, IGNORED]
+    finally:
+        services.close()
