@@ -11,41 +11,30 @@ Point Amends at it with SHOPIFY_ADMIN_BASE_URL=http://127.0.0.1:PORT/shops/{shop
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import logging
 import random
-import re
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from graphql.error import GraphQLSyntaxError
 from graphql.language import DocumentNode, FieldNode, FragmentDefinitionNode, OperationDefinitionNode, parse
 from graphql.utilities import value_from_ast_untyped
 
-from plugin.standin import cost
+from plugin.standin import cost, oauth
 from plugin.standin.graph import Projector
+from plugin.standin.http import Handler
 from plugin.standin.resolvers import MUTATIONS, QUERIES
 from plugin.standin.shop import ShopState
 
 log = logging.getLogger(__name__)
 
-GRAPHQL_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/api/(?P<version>[^/]+)/graphql\.json$")
-TOKEN_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/oauth/access_token$")
-AUTHORIZE_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/oauth/authorize$")
 FAULT_KINDS = ("500", "502", "503", "429", "throttled", "drop", "500_after")
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant name
 TOKEN_LIFETIME = 3600
-SCOPES = "read_orders,write_orders,read_returns,read_fulfillments,read_customers,write_discounts"
 
 
 @dataclass
@@ -99,7 +88,7 @@ class StandIn:
         self._documents: dict[str, DocumentNode] = {}
         self.calls: deque[Call] = deque(maxlen=10_000)
         self._reset_counters()
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._server.standin = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -288,7 +277,7 @@ class StandIn:
         variables = body.get("variables") or {}
         call = Call(shop, "?", [], variables if isinstance(variables, dict) else {}, 200, "ok")
 
-        if not self._token_ok(state, token):
+        if not oauth.token_ok(state, token):
             with self._lock:
                 self.counts["unauthorized"] += 1
             call.status, call.outcome = 401, "unauthorized"
@@ -463,85 +452,15 @@ class StandIn:
         with state.lock:
             state.token_expiry[token] = 0.0
 
-    def _token_ok(self, state: ShopState, token: str | None) -> bool:
-        if not token:
-            return False
-        with state.lock:
-            expiry = state.token_expiry.get(token)
-            if expiry is not None and expiry <= time.time():
-                return False
-            return state.valid_tokens is None or token in state.valid_tokens
-
     def authorize(self, domain: str, query: Mapping[str, str]) -> tuple[int, str]:
-        """GET /admin/oauth/authorize: the merchant approves at once; (302, redirect URL) back
-        to `redirect_uri` with a code and the query HMAC Shopify would send, or (400, why)."""
-        if self.client_secret is None:
-            return 400, "the stand-in was started without a client secret"
-        if self.client_id is not None and query.get("client_id") != self.client_id:
-            return 400, "unknown client_id"
-        redirect_uri = query.get("redirect_uri")
-        if not redirect_uri:
-            return 400, "redirect_uri is missing"
-        store = domain.removesuffix(".myshopify.com")
-        params = {
-            "code": uuid.uuid4().hex,
-            "host": base64.urlsafe_b64encode(f"admin.shopify.com/store/{store}".encode())
-            .decode()
-            .rstrip("="),
-            "shop": domain,
-            "state": query.get("state") or "",
-            "timestamp": str(int(time.time())),
-        }
-        message = "&".join(f"{key}={params[key]}" for key in sorted(params))
-        params["hmac"] = hmac.new(self.client_secret.encode(), message.encode(), hashlib.sha256).hexdigest()
-        return 302, f"{redirect_uri}?{urlencode(params)}"
+        return oauth.authorize(domain, query, self.client_id, self.client_secret)
 
     def token_grant(self, domain: str, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        """POST /admin/oauth/access_token: authorization code, token exchange or refresh."""
         with self._lock:
             self.counts["oauth"] += 1
-        if self.client_id is not None and form.get("client_id") != self.client_id:
-            return 400, {"error": "invalid_client", "error_description": "Unknown client_id"}
-        if self.client_secret is not None and form.get("client_secret") != self.client_secret:
-            return 400, {"error": "invalid_client", "error_description": "Client authentication failed"}
-        state = self.shop(domain)
-        grant = form.get("grant_type") or ("authorization_code" if form.get("code") else "")
-        with state.lock:
-            if grant == "refresh_token":
-                old = state.refresh_tokens.pop(form.get("refresh_token") or "", None)
-                if old is None:
-                    return 400, {"error": "invalid_grant", "error_description": "Refresh token is invalid"}
-                if state.valid_tokens is not None:
-                    state.valid_tokens.discard(old)
-                expiring = True
-            elif grant == TOKEN_EXCHANGE:
-                if not form.get("subject_token"):
-                    return 400, {"error": "invalid_request", "error_description": "subject_token is missing"}
-                expiring = form.get("expiring") == "1"
-            elif grant == "authorization_code":
-                if not form.get("code"):
-                    return 400, {"error": "invalid_request", "error_description": "code is missing"}
-                expiring = form.get("expiring") == "1"
-            else:
-                return 400, {"error": "unsupported_grant_type", "error_description": f"grant_type {grant!r}"}
-            access = f"shpat_standin_{uuid.uuid4().hex}"
-            if state.valid_tokens is None:
-                state.valid_tokens = set()
-            state.valid_tokens.add(access)
-            answer: dict[str, Any] = {
-                "access_token": access,
-                "scope": SCOPES,
-            }
-            if expiring:
-                refresh = f"shprt_standin_{uuid.uuid4().hex}"
-                state.refresh_tokens[refresh] = access
-                state.token_expiry[access] = time.time() + self.settings.token_lifetime
-                answer.update(
-                    expires_in=int(self.settings.token_lifetime),
-                    refresh_token=refresh,
-                    refresh_token_expires_in=7_776_000,
-                )
-            return 200, answer
+        return oauth.grant(
+            self.shop(domain), form, self.client_id, self.client_secret, self.settings.token_lifetime
+        )
 
 
 _REASONS = {
@@ -582,105 +501,3 @@ def _undefined_field(field_node: FieldNode, type_name: str) -> dict[str, Any]:
         where = field_node.loc.source.get_location(field_node.loc.start)
         error["locations"] = [{"line": where.line, "column": where.column}]
     return error
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "ShopifyStandIn/1"
-
-    @property
-    def standin(self) -> StandIn:
-        return self.server.standin  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("stand-in: " + format, *args)
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        if parts.path == "/_stats":
-            self._json(200, self.standin.stats())
-        elif parts.path == "/_discounts":
-            shop = (parse_qs(parts.query).get("shop") or [""])[0]
-            self._json(200, {"shop": shop, "discounts": self.standin.discounts(shop)})
-        elif match := AUTHORIZE_PATH.match(parts.path):
-            shop = match["shop"] or (self.headers.get("Host") or "unknown").split(":")[0]
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            status, target = self.standin.authorize(shop, query)
-            if status == 302:
-                self.send_response(302)
-                self.send_header("Location", target)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            else:
-                self._json(status, {"errors": target})
-        elif parts.path == "/healthz":
-            self._json(200, {"ok": True})
-        else:
-            self._json(404, {"errors": "Not Found"})
-
-    def do_POST(self) -> None:
-        parts = urlsplit(self.path)
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if match := GRAPHQL_PATH.match(parts.path):
-            try:
-                body = json.loads(raw or b"{}")
-            except ValueError:
-                self._json(400, {"errors": "Body is not valid JSON"})
-                return
-            shop = match["shop"] or (self.headers.get("Host") or "unknown").split(":")[0]
-            token = self.headers.get("X-Shopify-Access-Token")
-            status, answer, headers = self.standin.graphql(
-                shop, body if isinstance(body, dict) else {}, token
-            )
-            if status == 0:  # a dropped connection
-                self.close_connection = True
-                return
-            self._json(status, answer, headers)
-        elif match := TOKEN_PATH.match(parts.path):
-            form = _form(raw, self.headers.get("Content-Type") or "")
-            shop = match["shop"] or (self.headers.get("Host") or "unknown").split(":")[0]
-            self._json(*self.standin.token_grant(shop, form))
-        elif parts.path in ("/_reset", "/_config", "/_fail_next", "/_seed"):
-            self._control(parts.path, raw)
-        else:
-            self._json(404, {"errors": "Not Found"})
-
-    def _control(self, path: str, raw: bytes) -> None:
-        try:
-            body = json.loads(raw or b"{}")
-            if path == "/_reset":
-                self.standin.reset()
-            elif path == "/_config":
-                self.standin.configure(**body)
-            elif path == "/_fail_next":
-                self.standin.fail_next(body["kind"], int(body.get("times", 1)))
-            else:
-                state = self.standin.shop(body["shop"])
-                with state.lock:
-                    ids = state.seed_orders(int(body["count"]), int(body.get("late_every", 2)))
-                self._json(200, {"ok": True, "orders": len(ids)})
-                return
-        except (ValueError, KeyError, TypeError) as error:
-            self._json(400, {"errors": str(error)})
-            return
-        self._json(200, {"ok": True})
-
-    def _json(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _form(raw: bytes, content_type: str) -> dict[str, str]:
-    if "json" in content_type:
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            return {}
-        return {str(k): str(v) for k, v in body.items()} if isinstance(body, dict) else {}
-    return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
