@@ -286,13 +286,13 @@ def test_an_expired_id_token_bounces_through_app_bridge_for_a_fresh_one(web, ser
 
 @pytest.mark.parametrize(
     "id_token",
-    [session_token(secret="wrong"), session_token(aud="another-app"), "garbage"],
+    [lambda: session_token(secret="wrong"), lambda: session_token(aud="another-app"), lambda: "garbage"],
     ids=["wrong signature", "wrong audience", "garbage"],
 )
 def test_a_bad_id_token_is_refused_with_a_page(web, services, shopify, id_token):
     make_shop(services)
     TokenEndpoint(shopify)
-    response = web.get(HOME, query_string={"shop": SHOP, "embedded": "1", "id_token": id_token})
+    response = web.get(HOME, query_string={"shop": SHOP, "embedded": "1", "id_token": id_token()})
     assert response.status_code == 401
     assert response.mimetype == "text/html"
     assert "invalid session token" in response.get_data(as_text=True)
@@ -334,15 +334,15 @@ def test_a_signed_load_for_a_shop_without_amends_starts_the_install_in_the_top_w
 @pytest.mark.parametrize(
     ("query", "status"),
     [
-        ({**signed_home(), "hmac": "0" * 64}, 401),
-        (signed_home(timestamp=str(int(time.time()) - 3600)), 401),
-        (signed_query({"shop": "evil.com", "timestamp": str(int(time.time()))}), 400),
+        (lambda: {**signed_home(), "hmac": "0" * 64}, 401),
+        (lambda: signed_home(timestamp=str(int(time.time()) - 3600)), 401),
+        (lambda: signed_query({"shop": "evil.com", "timestamp": str(int(time.time()))}), 400),
     ],
     ids=["bad hmac", "stale", "not a shop"],
 )
 def test_a_bad_signed_load_is_refused(web, services, query, status):
     make_shop(services)
-    response = web.get(HOME, query_string=query)
+    response = web.get(HOME, query_string=query())
     assert response.status_code == status
     assert response.mimetype == "text/html"
 
