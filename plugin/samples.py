@@ -25,10 +25,12 @@ def fulfillment_event(
     happened_at: str | None = None,
     event_id: int | None = None,
 ) -> dict[str, Any]:
+    order_id = order_id or _order_id()
     return {
         "id": event_id or _order_id() + 1,
-        "fulfillment_id": fulfillment_id or 4_100_000_000_000 + random.randint(0, 999_999),
-        "order_id": order_id or _order_id(),
+        # The order's one shipment: `trigger delivered --order N` follows up `late-delivery --order N`.
+        "fulfillment_id": fulfillment_id or 4_100_000_000_000 + order_id % 1_000_000,
+        "order_id": order_id,
         "shop_id": 60_000_000_000,
         "status": status,
         "message": {
