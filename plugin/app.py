@@ -54,5 +54,9 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     if request.path.startswith(("/api/", "/webhooks", "/healthz")):
         response = jsonify({"error": error.name, "message": error.description})
         response.status_code = status
+        # Keep what the error says in headers (a 405's Allow, a 429's Retry-After).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
     return error

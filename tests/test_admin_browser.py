@@ -7,6 +7,7 @@ Screenshots of each page, wide and in a narrow admin iframe's width, go to test-
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -27,7 +28,7 @@ from plugin.admin import APP_BRIDGE_URL
 from plugin.config import DEV_SHOP, PROJECT_ROOT, Config
 from plugin.db import utcnow
 from plugin.demo import ensure_demo_shop
-from plugin.models import Incident, OutboxEmail, Task
+from plugin.models import DataExport, Incident, OutboxEmail, Task
 from plugin.services import Services
 from tests import services as real
 from tests.admin_data import seed_incident, session_token
@@ -111,6 +112,16 @@ def demo_data(services: Services) -> None:
             due_in=timedelta(hours=30 - 3 * i),
         )
     seed_incident(services, DEV_SHOP, order_name="#2001", first_name="Hedy", due_in=timedelta(hours=4))
+    with services.db.session() as session:
+        shop_id = session.scalar(select(Incident.shop_id).limit(1))
+        session.add(
+            DataExport(
+                shop_id=shop_id,
+                customer_email="ada@example.test",
+                data_request_id="777",
+                payload={"customer": {"email": "ada@example.test"}, "incidents": [{"order_name": "#1030"}]},
+            )
+        )
     seed_incident(
         services, DEV_SHOP, order_name="#2002", kind="refund", needs_attention="SMTP 550: mailbox unavailable"
     )
@@ -333,6 +344,18 @@ def test_retry_and_resolve_from_the_incident(page, live):
     expect(page.locator("#incident-badges")).to_contain_text("Resolved")
     expect(page.locator("#resolve")).to_be_hidden()
     expect(page.locator("#task")).to_contain_text("Done")
+
+
+def test_download_a_data_request(page, live):
+    page.goto(live.url + "/data-requests")
+    row = page.locator("#exports tbody tr", has_text="ada@example.test")
+    expect(row).to_contain_text("777")
+    with page.expect_download() as download_info:
+        row.get_by_role("button", name="Download").click()
+    download = download_info.value
+    assert re.fullmatch(r"amends-data-request-\d+\.json", download.suggested_filename)
+    exported = json.loads(Path(download.path()).read_text())
+    assert exported["incidents"] == [{"order_name": "#1030"}]
 
 
 def test_customer_data_is_shown_as_text_never_run(page, live):

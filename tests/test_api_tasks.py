@@ -98,6 +98,7 @@ def test_update_sets_and_clears_fields_and_tells_the_timeline(admin_api, service
     [
         ({"due_at": "2030-01-02T16:30:00"}, "due_at"),  # no time zone
         ({"due_at": "next week"}, "due_at"),
+        ({"due_at": 0}, "due_at"),  # not a Unix time either
         ({"assignee": "x" * 256}, "assignee"),
         ({"notes": 12}, "notes"),
         ({"status": "done"}, "status"),  # closing is its own action

@@ -7,13 +7,21 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from plugin.api.jsonbody import STORABLE_TEXT
 from plugin.settings import Settings
 
 Kind = Literal["late_delivery", "return", "refund"]
 IncidentState = Literal["detected", "apologised", "resolved", "customer_told"]
-Cursor = Annotated[str, Field(max_length=500, description="`next_cursor` from the previous page.")]
+Cursor = Annotated[
+    str,
+    Field(
+        max_length=500,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="`next_cursor` from the previous page (opaque; any other value is a 422).",
+    ),
+]
 Limit = Annotated[int, Field(ge=1, le=100, description="Items per page.")]
 
 
@@ -48,7 +56,10 @@ class IncidentQuery(BaseModel):
     since: date | None = Field(default=None, description="Opened on or after this day (UTC).")
     until: date | None = Field(default=None, description="Opened on or before this day (UTC).")
     q: str | None = Field(
-        default=None, max_length=200, description="Search the order name, customer name and email."
+        default=None,
+        max_length=200,
+        pattern=STORABLE_TEXT,
+        description="Search the order name, customer name and email.",
     )
     cursor: Cursor | None = None
     limit: Limit = 25
@@ -173,9 +184,17 @@ class TaskUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    assignee: Annotated[str, Field(max_length=255)] | None = None
-    notes: Annotated[str, Field(max_length=10_000)] | None = None
-    due_at: AwareDatetime | None = None
+    assignee: Annotated[str, Field(max_length=255, pattern=STORABLE_TEXT)] | None = None
+    notes: Annotated[str, Field(max_length=10_000, pattern=STORABLE_TEXT)] | None = None
+    due_at: AwareDatetime | None = Field(default=None, description="ISO 8601, with a time zone.")
+
+    @field_validator("due_at", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # JSON has no time type: only ISO 8601 text (or null) is one, not a bare number.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 date and time with a time zone")
+        return value
 
 
 # --- settings -------------------------------------------------------------------------------

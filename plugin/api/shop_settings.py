@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from copy import deepcopy
 from typing import Any
 
 from plugin import settings as merchant_settings
-from plugin.api import previews
+from plugin.api import jsonbody, previews
 from plugin.api.routes import current_shop, routes, services
 from plugin.api.schemas import PreviewOut, PreviewRequest, SettingsOut
 from plugin.api.spec import RawBody, Reply
@@ -14,6 +15,7 @@ from plugin.errors import RequestError
 from plugin.settings import Settings, SettingsError
 
 
+@functools.cache
 def _patch_components() -> dict[str, dict[str, Any]]:
     """The settings schema with nothing required: a PUT sends only what changes."""
     schema = Settings.model_json_schema(mode="validation", ref_template="#/components/schemas/{model}Patch")
@@ -29,11 +31,26 @@ def _patch_components() -> dict[str, dict[str, Any]]:
     return components
 
 
+# pydantic documents a decimal as "a number or any string"; only decimal text is accepted.
+DECIMAL_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)$"
+
+
 def _loosen(schema: dict[str, Any]) -> dict[str, Any]:
     schema = deepcopy(schema)
     schema.pop("required", None)
     for prop in schema.get("properties", {}).values():
         prop.pop("default", None)
+        options = prop.get("anyOf", [prop])
+        decimal = any(option.get("type") == "number" for option in options)
+        for option in options:
+            if option.get("type") != "string" or "format" in option:
+                continue
+            if decimal:
+                option["pattern"] = DECIMAL_TEXT
+            elif "pattern" in option:
+                option["allOf"] = [{"pattern": option.pop("pattern")}, {"pattern": jsonbody.STORABLE_TEXT}]
+            else:
+                option["pattern"] = jsonbody.STORABLE_TEXT
     return schema
 
 
@@ -95,6 +112,7 @@ def put_settings(body: dict[str, Any]) -> SettingsOut:
 def preview(body: PreviewRequest) -> PreviewOut:
     with services().db.session() as session:
         shop = current_shop(session)
+        jsonbody.check(_patch_components, "KindSettingsPatch", body.changes, prefix=body.kind)
         saved = merchant_settings.load(session, shop.id)
         merged = {**saved.kind(body.kind).model_dump(mode="json"), **body.changes}
         try:

@@ -19,6 +19,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from plugin.api import jsonbody
 from plugin.auth.session import require_shop
 from plugin.errors import RequestError
 
@@ -52,8 +53,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class RawBody:
-    """A body the view validates itself (e.g. a settings patch, validated by plugin.settings
-    against the merged result). `components()` returns schema components; `name` is the body's."""
+    """A body given to the view as a dict after it fits the JSON schema `name` among
+    `components()` (e.g. a settings patch, which plugin.settings then validates merged)."""
 
     name: str
     components: Callable[[], dict[str, dict[str, Any]]]
@@ -213,6 +214,7 @@ def parse_body(body: type[BaseModel] | RawBody) -> Any:
         )
     _refuse_unstorable(data, "")
     if isinstance(body, RawBody):
+        jsonbody.check(body.components, body.name, data)
         return data
     try:
         return body.model_validate(data)

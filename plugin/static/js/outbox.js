@@ -31,8 +31,8 @@
       const data = await api("GET", `/outbox?${query}`);
       if (data.transport === "smtp") {
         document.getElementById("outbox-note").textContent = data.test_mode
-          ? "Mail leaves through your SMTP server; in test mode it goes to your test address. Earlier mail kept here is listed below."
-          : "Mail leaves through your SMTP server. Earlier mail kept here is listed below.";
+          ? "Mail leaves through your SMTP server. In test mode, customer emails go to your test address, or are kept here when you have not set one."
+          : "Mail leaves through your SMTP server. Emails kept here earlier (in test mode) are listed below.";
       }
       list.append(...data.items.map(item));
       cursor = data.next_cursor;

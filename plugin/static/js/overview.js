@@ -63,6 +63,11 @@
 
   function render(data) {
     document.getElementById("shop-name").textContent = data.shop.name || data.shop.domain;
+    if (data.shop.reauth_reason) {
+      window.Amends.notice(
+        `Amends has lost access to your store (${data.shop.reauth_reason}). Open Amends from Apps in your Shopify admin to reconnect it.`,
+        "critical", "reauth");
+    }
     const banner = document.getElementById("test-mode-banner");
     banner.hidden = !data.shop.test_mode;
     document.getElementById("test-mode-toggle").checked = data.shop.test_mode;
