@@ -4,7 +4,7 @@ without Shopify credentials, and never when SHOPIFY_API_SECRET is set."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,18 +32,19 @@ def call(api: ApiClient, method: str, path: str, headers: dict[str, str]) -> Any
     return api.request(method, path, headers=headers, **body)
 
 
-REFUSED_HEADERS = {
-    "no header": {},
-    "not bearer": {"Authorization": "Basic dXNlcjpwYXNz"},
-    "empty bearer": {"Authorization": "Bearer "},
-    "garbage": {"Authorization": "Bearer not.a.jwt"},
-    "wrong secret": {"Authorization": f"Bearer {session_token(SHOP, secret='x' * 40)}"},
-    "wrong audience": {"Authorization": f"Bearer {session_token(SHOP, audience='someone-else')}"},
-    "expired": {"Authorization": f"Bearer {session_token(SHOP, expires_in=-120)}"},
-    "iss and dest differ": {
+# Built when each test runs (a session token lives one minute), each refused for its own reason.
+REFUSED_HEADERS: dict[str, Callable[[], dict[str, str]]] = {
+    "no header": dict,
+    "not bearer": lambda: {"Authorization": "Basic dXNlcjpwYXNz"},
+    "empty bearer": lambda: {"Authorization": "Bearer "},
+    "garbage": lambda: {"Authorization": "Bearer not.a.jwt"},
+    "wrong secret": lambda: {"Authorization": f"Bearer {session_token(SHOP, secret='x' * 40)}"},
+    "wrong audience": lambda: {"Authorization": f"Bearer {session_token(SHOP, audience='someone-else')}"},
+    "expired": lambda: {"Authorization": f"Bearer {session_token(SHOP, expires_in=-120)}"},
+    "iss and dest differ": lambda: {
         "Authorization": f"Bearer {session_token(SHOP, iss=f'https://{OTHER_SHOP}/admin')}"
     },
-    "not a shop": {
+    "not a shop": lambda: {
         "Authorization": "Bearer "
         + session_token(
             "evil.example.com", iss="https://evil.example.com/admin", dest="https://evil.example.com"
@@ -57,7 +58,7 @@ REFUSED_HEADERS = {
 def test_every_route_refuses_a_missing_or_bad_session_token(admin_api, services, operation, headers):
     seed_incident(services, SHOP)  # something to leak, if anything did
     api = ApiClient(admin_api.client, None, admin_api.openapi)
-    response = call(api, operation.method, concrete(operation.rule), headers)
+    response = call(api, operation.method, concrete(operation.rule), headers())
     assert response.status_code == 401
     assert response.headers["X-Shopify-Retry-Invalid-Session-Request"] == "1"
     assert response.get_json()["error"] == "unauthorized"
