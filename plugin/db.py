@@ -61,6 +61,9 @@ def ensure_sqlite_dir(url: str) -> bool:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A failed statement's message must not echo its parameters (customer emails, tokens):
+    # job tracebacks are logged whole.
+    kwargs.setdefault("hide_parameters", True)
     if ensure_sqlite_dir(url):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
