@@ -129,6 +129,11 @@ def _decide(services: Services, incident_id: int) -> Plan | None:
                 sending.skip(message, reason)
                 add_timeline(session, incident, "apology_skipped", reason, SOURCE, data=_test(shop))
                 log.info("incident %s: no apology: %s", incident.id, reason)
+                if incident.resolved_at is not None:
+                    # The notice waited for this decision: let it record its own.
+                    enqueue_after_commit(
+                        session, services, NOTIFY_RESOLVED, incident.id, job_id=f"notify-{incident.id}"
+                    )
                 return None
             if with_code and _declined_marketing(incident, settings):
                 add_timeline(

@@ -8,8 +8,8 @@ date) and reminds the customer of the code when it has not been used.
 No apology, no "fixed" email: a customer who was never told about a problem is not told it
 is over. The email waits while the apology is still being sent, and is skipped (with the
 reason on the timeline) when the apology was skipped or failed, when the kind has the notice
-turned off, or when the incident resolved before its apology was decided or automatically on
-opening (the apology covered it: a refund the merchant resolves at once).
+turned off, or when the incident was resolved automatically on opening (the apology covered
+it: a refund the merchant resolves at once).
 """
 
 from __future__ import annotations
@@ -75,11 +75,7 @@ def _decide(services: Services, incident_id: int) -> str | None:
                 "The incident was resolved automatically when it was opened (as the settings ask), "
                 'so the apology covered it: no "it\'s fixed" email.'
             )
-        elif incident.resolved_at <= apology.created_at:
-            reason = (
-                "The incident was resolved before the apology was decided, so the apology covered it: "
-                'no "it\'s fixed" email.'
-            )
+
         message = sending.get_or_create(
             session, shop_id=shop.id, incident_id=incident.id, kind=FIXED, message_id=message_id
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import responses
+from flask import Flask
 from sqlalchemy import select
 
 from plugin import budget
@@ -31,13 +32,18 @@ _order_ids = iter(range(5_300_000_000_001, 5_400_000_000_000))
 
 
 @pytest.fixture
-def mail_services(database_url: str, redis_url: str, smtp_server: real.SmtpServer) -> Iterator[Services]:
+def mail_app(database_url: str, redis_url: str, smtp_server: real.SmtpServer) -> Iterator[Flask]:
     app = create_app(make_config(database_url, redis_url=redis_url, smtp_url=smtp_server.url))
     services: Services = app.extensions["amends"]
     real.empty_tables(services.db.engine)
     budget._local.reset()
-    yield services
+    yield app
     services.close()
+
+
+@pytest.fixture
+def mail_services(mail_app: Flask) -> Services:
+    return mail_app.extensions["amends"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from tests.actions_support import (
     events,
     html_of,
     incident,
+    mail_app,
     mail_services,
     make_incident,
     messages,

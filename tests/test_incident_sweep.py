@@ -19,6 +19,7 @@ from plugin.worker import run_worker
 from tests.actions_support import (
     admin,
     incident,
+    mail_app,
     mail_services,
     make_incident,
     queued,

@@ -21,6 +21,7 @@ from tests.actions_support import (
     events,
     html_of,
     incident,
+    mail_app,
     mail_services,
     make_incident,
     messages,
@@ -130,6 +131,7 @@ def test_a_refund_resolved_at_once_gets_its_apology_but_no_fixed_email(
     mail_services, admin, shop_id, smtp_server
 ):
     incident_id = make_incident(mail_services, shop_id, "refund", resolved=True)
+    update_incident(mail_services, incident_id, resolved_by="auto_resolve")
     send_apology(incident_id)
     notify_resolved(incident_id)
     [apology] = smtp_server.wait_for(2, timeout=0.5)
