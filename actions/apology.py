@@ -273,8 +273,8 @@ def _ensure_code(services: Services, plan: Plan) -> bool:
     now needs attention."""
     config = services.config
     with services.db.session() as session:
-        incident = _get(session, plan.incident_id)
-        shop = _get_shop(session, incident)
+        incident = load_incident(session, plan.incident_id)
+        shop = load_shop(session, incident)
         settings = load(session, shop.id)
         kind = settings.kind(incident.kind)
         row = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
@@ -305,7 +305,7 @@ def _ensure_code(services: Services, plan: Plan) -> bool:
     try:
         created = create_discount_code(ShopifyClient(services, plan.shop_domain), spec)
     except RetryableError as error:
-        _note(
+        note(
             services,
             plan.incident_id,
             "code_deferred",
@@ -323,7 +323,7 @@ def _ensure_code(services: Services, plan: Plan) -> bool:
         _code_failed(services, plan.incident_id, f"The discount code could not be created: {error}")
         return False
     with services.db.session() as session:
-        incident = _get(session, plan.incident_id)
+        incident = load_incident(session, plan.incident_id)
         row = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
         assert row is not None
         row.state = code_states.CREATED
@@ -407,7 +407,7 @@ def code_marker(incident_id: int) -> str:
 
 def _code_failed(services: Services, incident_id: int, reason: str) -> None:
     with services.db.session() as session:
-        incident = _get(session, incident_id)
+        incident = load_incident(session, incident_id)
         row = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident_id))
         if row is not None:
             row.state = code_states.FAILED
@@ -433,8 +433,8 @@ def _send(services: Services, plan: Plan) -> None:
     config = services.config
 
     def compose(session: Session, message: Message) -> tuple[sending.Envelope, emails.Rendered]:
-        incident = _get(session, plan.incident_id)
-        shop = _get_shop(session, incident)
+        incident = load_incident(session, plan.incident_id)
+        shop = load_shop(session, incident)
         settings = load(session, shop.id)
         kind = settings.kind(incident.kind)
         code = None
@@ -460,7 +460,7 @@ def _send(services: Services, plan: Plan) -> None:
         with services.db.session() as session:
             flag(
                 session,
-                _get(session, plan.incident_id),
+                load_incident(session, plan.incident_id),
                 f"The apology template could not be rendered ({error}); fix it in the settings, then retry.",
                 SOURCE,
                 "email_failed",
@@ -470,14 +470,14 @@ def _send(services: Services, plan: Plan) -> None:
         with services.db.session() as session:
             flag(
                 session,
-                _get(session, plan.incident_id),
+                load_incident(session, plan.incident_id),
                 f"The mail server refused the apology for good ({error}).",
                 "smtp",
                 "email_failed",
             )
         return
     except MailRetryableError as error:
-        _note(
+        note(
             services,
             plan.incident_id,
             "email_deferred",
@@ -488,7 +488,7 @@ def _send(services: Services, plan: Plan) -> None:
     if outcome.state != "sent":
         return
     with services.db.session() as session:
-        incident = _get(session, plan.incident_id)
+        incident = load_incident(session, plan.incident_id)
         message = sending.find(session, plan.message_id)
         assert message is not None and outcome.recipient is not None
         if incident.state == DETECTED:
@@ -564,7 +564,7 @@ def flag(
     log.warning("incident %s needs attention: %s", incident.id, reason)
 
 
-def _note(services: Services, incident_id: int, event: str, summary: str, source: str = SOURCE) -> None:
+def note(services: Services, incident_id: int, event: str, summary: str, source: str = SOURCE) -> None:
     """A timeline entry in its own unit of work (for a step about to be retried)."""
     with services.db.session() as session:
         incident = session.get(Incident, incident_id)
@@ -572,14 +572,14 @@ def _note(services: Services, incident_id: int, event: str, summary: str, source
             add_timeline(session, incident, event, summary, source)
 
 
-def _get(session: Session, incident_id: int) -> Incident:
+def load_incident(session: Session, incident_id: int) -> Incident:
     incident = session.get(Incident, incident_id)
     if incident is None:
         raise PermanentError(f"incident {incident_id} is gone")
     return incident
 
 
-def _get_shop(session: Session, incident: Incident) -> Shop:
+def load_shop(session: Session, incident: Incident) -> Shop:
     shop = session.get(Shop, incident.shop_id)
     if shop is None:
         raise PermanentError(f"shop {incident.shop_id} is gone")

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from actions.apology import AUTO_RESOLVED, KIND_LABELS, _note, flag
+from actions.apology import AUTO_RESOLVED, KIND_LABELS, flag, note
 from plugin import emails, periodic, sending
 from plugin.db import utcnow
 from plugin.errors import (
@@ -144,7 +144,7 @@ def _tag(services: Services, incident_id: int, shop_domain: str, order_id: int, 
     try:
         tag_order(ShopifyClient(services, shop_domain), order_id, [tag])
     except RetryableError as error:
-        _note(
+        note(
             services,
             incident_id,
             "order_tag_deferred",
@@ -285,7 +285,7 @@ def _deliver_staff(
         sending.deliver(services, message_id, compose)
     except MailRetryableError as error:
         if incident_id is not None:
-            _note(
+            note(
                 services,
                 incident_id,
                 "staff_notice_deferred",
@@ -296,7 +296,7 @@ def _deliver_staff(
     except MailPermanentError as error:
         log.error("staff email %s refused: %s", message_id, error)
         if incident_id is not None:
-            _note(
+            note(
                 services,
                 incident_id,
                 "staff_notice_failed",

@@ -19,7 +19,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actions.apology import AUTO_RESOLVED, KIND_PLURALS, _get, _get_shop, _note, flag
+from actions.apology import AUTO_RESOLVED, KIND_PLURALS, flag, load_incident, load_shop, note
 from plugin import emails, sending
 from plugin.errors import MailPermanentError, MailRetryableError, TemplateError
 from plugin.incidents import add_timeline
@@ -92,8 +92,8 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
     apology_id = sending.message_id_for(config, APOLOGY, incident_id)
 
     def compose(session: Session, message: Message) -> tuple[sending.Envelope, emails.Rendered]:
-        incident = _get(session, incident_id)
-        shop = _get_shop(session, incident)
+        incident = load_incident(session, incident_id)
+        shop = load_shop(session, incident)
         settings = load(session, shop.id)
         kind = settings.kind(incident.kind)
         apology = sending.find(session, apology_id)
@@ -130,7 +130,7 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
         with services.db.session() as session:
             flag(
                 session,
-                _get(session, incident_id),
+                load_incident(session, incident_id),
                 f'The "it\'s fixed" template could not be rendered ({error}); '
                 "fix it in the settings, then retry.",
                 SOURCE,
@@ -141,14 +141,14 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
         with services.db.session() as session:
             flag(
                 session,
-                _get(session, incident_id),
+                load_incident(session, incident_id),
                 f'The mail server refused the "it\'s fixed" email for good ({error}).',
                 "smtp",
                 "fixed_failed",
             )
         return
     except MailRetryableError as error:
-        _note(
+        note(
             services,
             incident_id,
             "fixed_deferred",
@@ -159,7 +159,7 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
     if outcome.state != "sent" or outcome.recipient is None:
         return
     with services.db.session() as session:
-        incident = _get(session, incident_id)
+        incident = load_incident(session, incident_id)
         message = sending.find(session, message_id)
         assert message is not None
         incident.state = CUSTOMER_TOLD

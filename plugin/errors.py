@@ -80,6 +80,11 @@ class MailPermanentError(MailError, PermanentError):
     """SMTP 5xx: the server refused the message for good."""
 
 
+class ClaimHeldError(RetryableError):
+    """Another worker holds the claim to send this message right now; `retry_after` is when
+    its claim ends (plugin.sending)."""
+
+
 class ShopNotFoundError(PermanentError):
     """The shop a job refers to is gone or uninstalled."""
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from plugin.config import Config
 from plugin.db import utcnow
 from plugin.emails import Rendered
-from plugin.errors import MailPermanentError, MailRetryableError, RetryableError
+from plugin.errors import ClaimHeldError, MailPermanentError, MailRetryableError
 from plugin.logs import mask_email
 from plugin.mailer import Email, OutboxTransport, Transport
 from plugin.models import Message, Shop
@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 120  # well over the SMTP timeout: a live sender always finishes first
 TEST_SUBJECT_PREFIX = "[Test] "
-
-
-class ClaimHeldError(RetryableError):
-    """Another worker is sending this message right now; try again once its claim ends."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,11 @@ from sqlalchemy import select
 from actions.apology import retry, send_apology
 from plugin import codes
 from plugin.db import utcnow
-from plugin.errors import MailRetryableError, ShopifyRetryableError
+from plugin.errors import ClaimHeldError, MailRetryableError, ShopifyRetryableError
 from plugin.models import Message, OutboxEmail
 from plugin.models import discount as code_states
 from plugin.models.incident import APOLOGISED
 from plugin.models.message import FAILED, PENDING, SENT, SKIPPED
-from plugin.sending import ClaimHeldError
 from plugin.worker import run_worker
 from tests.actions_support import (
     admin,
