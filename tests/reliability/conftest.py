@@ -7,7 +7,6 @@ RELIABILITY_OUTAGE_SECONDS (the issue's 30 s outages; the SMTP outage is 4× and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,6 @@ from tests import services as real
 from tests.reliability import report
 
 HERE = Path(__file__).parent
-
-INCIDENTS = int(os.environ.get("RELIABILITY_INCIDENTS", "1000"))
-OUTAGE_SECONDS = float(os.environ.get("RELIABILITY_OUTAGE_SECONDS", "30"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -60,6 +60,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     popen: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
     _log: IO[bytes] | None = None
 
     def start(self) -> None:
@@ -129,15 +130,27 @@ class WorkerPool:
         child = self.make(self.started)
         self.started += 1
         child.start()
+        child.started_at = time.monotonic()
         self.children.append(child)
 
     def _supervise(self) -> None:
+        # Like systemd's RestartSec: a worker that dies soon after starting (its Redis is
+        # down, say) is restarted after a growing pause, not in a tight loop.
+        due: list[float] = []
+        quick_deaths = 0
         while not self._stop.wait(0.2):
             with self._lock:
+                now = time.monotonic()
                 for child in list(self.children):
                     if not child.alive():
                         child.stop(grace=0)
                         self.children.remove(child)
+                        quick = now - child.started_at < 5
+                        quick_deaths = quick_deaths + 1 if quick else 0
+                        due.append(now + (min(5.0, 0.25 * 2**quick_deaths) if quick else 0))
+                for when in sorted(due):
+                    if when <= now and not self._stop.is_set():
+                        due.remove(when)
                         self.restarts += 1
                         self._spawn()
 
