@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")
 
+    # A TERM (from `timeout`, say) unwinds like Ctrl-C: every stack stops its processes and
+    # drops its database on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = args.out / f"run-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,8 @@ def _rows_b2(b2: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ),
         (
             "B2 apologies",
-            f"{b2['emails']} of {b2['incidents']} sent at {b2['achieved_rate']:.1f}/s "
+            f"{b2['emails']} of {b2['incidents']} posted at {b2['achieved_rate']:.1f}/s, "
+            f"sent at {b2.get('apology_rate', 0):.1f}/s "
             f"({b2['workers']} workers, {b2['worker_memory_mb']:.0f} MB)",
             "all",
             _mark(verdict["all_sent"]),
