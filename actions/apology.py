@@ -218,7 +218,7 @@ def _reason_not_to_apologise(
     if earlier is not None:
         other_id, order_name, at = earlier
         return (
-            f"This customer already received an apology on {at:%Y-%m-%d} for order {order_name or '?'} "
+            f"This customer already has an apology ({at:%Y-%m-%d}) for order {order_name or '?'} "
             f"(incident {other_id}), within the {settings.shop.customer_window_days}-day window: no second "
             "apology or code. The follow-up task is still open."
         )
@@ -454,47 +454,12 @@ def _send(services: Services, plan: Plan) -> None:
         )
         return envelope, rendered
 
-    try:
-        outcome = sending.deliver(services, plan.message_id, compose)
-    except TemplateError as error:
-        with services.db.session() as session:
-            flag(
-                session,
-                load_incident(session, plan.incident_id),
-                f"The apology template could not be rendered ({error}); fix it in the settings, then retry.",
-                SOURCE,
-                "email_failed",
-            )
-        return
-    except MailPermanentError as error:
-        with services.db.session() as session:
-            flag(
-                session,
-                load_incident(session, plan.incident_id),
-                f"The mail server refused the apology for good ({error}).",
-                "smtp",
-                "email_failed",
-            )
-        return
-    except MailRetryableError as error:
-        note(
-            services,
-            plan.incident_id,
-            "email_deferred",
-            f"The mail server did not take the apology yet ({error}); retrying.",
-            "smtp",
-        )
-        raise
-    if outcome.state != "sent":
-        return
-    with services.db.session() as session:
+    def on_sent(session: Session, message: Message, recipient: sending.Recipient) -> None:
         incident = load_incident(session, plan.incident_id)
-        message = sending.find(session, plan.message_id)
-        assert message is not None and outcome.recipient is not None
         if incident.state == DETECTED:
             incident.state = APOLOGISED
         code = session.scalar(select(DiscountCode.code).where(DiscountCode.incident_id == incident.id))
-        summary = f"Apology email accepted by the mail server for {outcome.recipient.label}"
+        summary = f"Apology email accepted by the mail server for {recipient.label}"
         summary += f", with code {code}." if code and plan.with_code else ", without a discount code."
         if message.test:
             summary = (
@@ -518,6 +483,36 @@ def _send(services: Services, plan: Plan) -> None:
             enqueue_after_commit(
                 session, services, NOTIFY_RESOLVED, incident.id, job_id=f"notify-{incident.id}"
             )
+
+    try:
+        sending.deliver(services, plan.message_id, compose, on_sent)
+    except TemplateError as error:
+        with services.db.session() as session:
+            flag(
+                session,
+                load_incident(session, plan.incident_id),
+                f"The apology template could not be rendered ({error}); fix it in the settings, then retry.",
+                SOURCE,
+                "email_failed",
+            )
+    except MailPermanentError as error:
+        with services.db.session() as session:
+            flag(
+                session,
+                load_incident(session, plan.incident_id),
+                f"The mail server refused the apology for good ({error}).",
+                "smtp",
+                "email_failed",
+            )
+    except MailRetryableError as error:
+        note(
+            services,
+            plan.incident_id,
+            "email_deferred",
+            f"The mail server did not take the apology yet ({error}); retrying.",
+            "smtp",
+        )
+        raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from plugin.errors import (
 )
 from plugin.incidents import add_timeline, resolve
 from plugin.models import Incident, Message, Shop, Task, TimelineEntry
-from plugin.models.message import SENT, STAFF
+from plugin.models.message import STAFF
 from plugin.models.task import DONE, OPEN
 from plugin.services import Services, current
 from plugin.settings import Settings, load
@@ -281,8 +281,20 @@ def _staff_envelope(mail_from: str, shop: Shop, address: str, incident_id: int |
 def _deliver_staff(
     services: Services, message_id: str, compose: sending.Composer, incident_id: int | None
 ) -> None:
+    def on_sent(session: Session, message: Message, recipient: sending.Recipient) -> None:
+        incident = session.get(Incident, incident_id) if incident_id is not None else None
+        if incident is not None:
+            add_timeline(
+                session,
+                incident,
+                "staff_notified",
+                f"Staff emailed about the new task ({recipient.label}).",
+                "smtp",
+                data={"message_id": message_id},
+            )
+
     try:
-        sending.deliver(services, message_id, compose)
+        sending.deliver(services, message_id, compose, on_sent)
     except MailRetryableError as error:
         if incident_id is not None:
             note(
@@ -303,20 +315,6 @@ def _deliver_staff(
                 f"The mail server refused the staff email ({error}).",
                 "smtp",
             )
-        return
-    if incident_id is not None:
-        with services.db.session() as session:
-            incident = session.get(Incident, incident_id)
-            message = sending.find(session, message_id)
-            if incident is not None and message is not None and message.state == SENT:
-                add_timeline(
-                    session,
-                    incident,
-                    "staff_notified",
-                    "Staff emailed about the new task.",
-                    "smtp",
-                    data={"message_id": message_id},
-                )
 
 
 def send_staff_digests() -> None:

@@ -124,8 +124,34 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
         )
         return envelope, rendered
 
+    def on_sent(session: Session, message: Message, recipient: sending.Recipient) -> None:
+        incident = load_incident(session, incident_id)
+        incident.state = CUSTOMER_TOLD
+        code = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
+        summary = f'"It\'s fixed" email accepted by the mail server for {recipient.label}'
+        if (
+            code is not None
+            and code.redeemed_at is None
+            and code.state in (code_states.CREATED, code_states.TEST)
+        ):
+            summary += f", reminding them of the unused code {code.code}."
+        else:
+            summary += "."
+        if message.test:
+            summary = (
+                f"Test mode: {summary} It stands in for the email to {mask_email(message.redirected_from)}."
+            )
+        add_timeline(
+            session,
+            incident,
+            "fixed_sent",
+            summary,
+            "smtp",
+            data={"message_id": message_id, "test": message.test},
+        )
+
     try:
-        outcome = sending.deliver(services, message_id, compose)
+        sending.deliver(services, message_id, compose, on_sent)
     except TemplateError as error:
         with services.db.session() as session:
             flag(
@@ -156,32 +182,3 @@ def _send(services: Services, incident_id: int, message_id: str) -> None:
             "smtp",
         )
         raise
-    if outcome.state != "sent" or outcome.recipient is None:
-        return
-    with services.db.session() as session:
-        incident = load_incident(session, incident_id)
-        message = sending.find(session, message_id)
-        assert message is not None
-        incident.state = CUSTOMER_TOLD
-        code = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
-        summary = f'"It\'s fixed" email accepted by the mail server for {outcome.recipient.label}'
-        if (
-            code is not None
-            and code.redeemed_at is None
-            and code.state in (code_states.CREATED, code_states.TEST)
-        ):
-            summary += f", reminding them of the unused code {code.code}."
-        else:
-            summary += "."
-        if message.test:
-            summary = (
-                f"Test mode: {summary} It stands in for the email to {mask_email(message.redirected_from)}."
-            )
-        add_timeline(
-            session,
-            incident,
-            "fixed_sent",
-            summary,
-            "smtp",
-            data={"message_id": message_id, "test": message.test},
-        )

@@ -134,11 +134,18 @@ class Outcome:
     recipient: Recipient | None = None
 
 
-def deliver(services: Services, message_id: str, compose: Composer, shop_id: int | None = None) -> Outcome:
+def deliver(
+    services: Services,
+    message_id: str,
+    compose: Composer,
+    on_sent: Callable[[Session, Message, Recipient], None] | None = None,
+) -> Outcome:
     """Send the pending message `message_id` once.
 
     `compose(session, message)` returns its envelope and content the first time (inside the
-    claim); later attempts re-send what was stored. Raises `ClaimHeldError` while another
+    claim); later attempts re-send what was stored. `on_sent(session, message, recipient)` runs
+    in the same unit of work that marks the message sent (the timeline entry and the incident's
+    state change with it, or not at all). Raises `ClaimHeldError` while another
     worker holds the claim, `MailRetryableError` (claim released) on SMTP 4xx or a lost
     connection, `MailPermanentError` (message failed) on SMTP 5xx, and whatever `compose`
     raises (the claim is never committed then).
@@ -188,7 +195,7 @@ def deliver(services: Services, message_id: str, compose: Composer, shop_id: int
             mail_from=envelope.mail_from,
             reply_to=envelope.reply_to,
             message_id=message_id,
-            shop_id=shop_id or message.shop_id,
+            shop_id=message.shop_id,
             headers={**envelope.headers, **({"X-Amends-Test": "yes"} if message.test else {})},
         )
         recipient = envelope.recipient
@@ -216,6 +223,8 @@ def deliver(services: Services, message_id: str, compose: Composer, shop_id: int
         sent.sent_at = utcnow()
         sent.sending_until = None
         sent.error = None
+        if on_sent is not None:
+            on_sent(session, sent, recipient)
     log.info("message %s accepted for %s", message_id, recipient.label)
     return Outcome("sent", message_id, recipient)
 
