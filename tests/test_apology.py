@@ -42,6 +42,7 @@ from tests.actions_support import (
     update_shop,
 )
 from tests.factories import make_shop
+from tests.graphql_schema import document_errors
 from tests.shopify_fake import FakeAdmin
 
 pytestmark = pytest.mark.redis
@@ -61,6 +62,7 @@ def test_apology_creates_one_customer_limited_code_and_sends_one_email(
     code = codes.derive(SECRET, incident_id)
     [mutation] = admin.discount_mutations
     assert mutation.operation == "discountCodeBasicCreate"
+    assert document_errors(mutation.document, mutation.variables) == []
     sent = mutation.variables["discount"]
     assert sent["code"] == code
     assert sent["usageLimit"] == 1 and sent["appliesOncePerCustomer"] is True
@@ -546,3 +548,37 @@ def test_another_shops_customer_has_its_own_window_and_code(
     assert [c.variables["discount"]["code"] for c in other_admin.discount_mutations] == [
         codes.derive(SECRET, second)
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The documents themselves
+
+
+@pytest.mark.parametrize(
+    ("compensation", "value", "customer_id", "minimum"),
+    [
+        ("percentage", Decimal("12.5"), 42, None),
+        ("fixed_amount", Decimal("5"), None, Decimal("30")),
+        ("free_shipping", None, 42, Decimal("20")),
+    ],
+)
+def test_every_discount_document_fits_shopifys_schema(compensation, value, customer_id, minimum):
+    from plugin.shopify.discounts import FIND_CODE, CodeSpec, mutation_for
+    from plugin.shopify.tags import TAG_ORDER
+    from tests.graphql_schema import assert_valid
+
+    spec = CodeSpec(
+        code="7KXF-M3WC-HJ4P",
+        title="Apology for order #1 (refund) [Amends #1]",
+        marker="[Amends #1]",
+        compensation=compensation,
+        value=value,
+        starts_at=utcnow(),
+        ends_at=utcnow() + timedelta(days=30),
+        customer_id=customer_id,
+        minimum_order=minimum,
+    )
+    document, _, variables = mutation_for(spec)
+    assert_valid(document, variables)
+    assert_valid(FIND_CODE, {"code": spec.code})
+    assert_valid(TAG_ORDER, {"id": "gid://shopify/Order/1", "tags": ["amends"]})

@@ -25,6 +25,7 @@ from plugin.worker import run_worker
 from tests.actions_support import admin, html_of, mail_app, mail_services, set_settings, text_of
 from tests.admin_data import bearer
 from tests.factories import SHOP, make_shop
+from tests.graphql_schema import document_errors
 from tests.intake import ORDER_ID, context_order, payload, post
 from tests.shopify_fake import FakeAdmin
 
@@ -99,6 +100,7 @@ def test_a_webhook_becomes_one_apology_one_code_a_task_and_a_fixed_email(
     # Shopify received exactly one discount mutation, with the right variables.
     [mutation] = admin.discount_mutations
     assert mutation.operation == flow["mutation"]
+    assert document_errors(mutation.document, mutation.variables) == []
     discount = mutation.variables["discount"]
     assert discount["code"] == code
     assert discount["usageLimit"] == 1 and discount["appliesOncePerCustomer"] is True
