@@ -7,6 +7,7 @@ context lists what is missing instead of failing.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -108,22 +109,38 @@ def fetch_order_context(client: ShopifyClient, order_id: int) -> OrderContext | 
     return parse_order(order_id, order)
 
 
+def _text(value: Any, limit: int) -> str | None:
+    """Customer-entered text as our columns can keep it: no control characters (PostgreSQL
+    refuses NUL), at most `limit` characters."""
+    if not isinstance(value, str):
+        return None
+    cleaned = "".join(c for c in value if unicodedata.category(c) != "Cc")
+    return cleaned[:limit] or None
+
+
+def _email(value: Any) -> str | None:
+    """An address we can send to, or None: a clipped or cleaned address would be someone else's."""
+    if not isinstance(value, str) or len(value) > 320 or any(unicodedata.category(c) == "Cc" for c in value):
+        return None
+    return value or None
+
+
 def parse_order(order_id: int, order: dict[str, Any]) -> OrderContext:
     context = OrderContext(
         order_id=order_id,
-        order_name=order.get("name"),
-        locale=order.get("customerLocale"),
+        order_name=_text(order.get("name"), 100),
+        locale=_text(order.get("customerLocale"), 20),
         fulfillment_status=order.get("displayFulfillmentStatus"),
     )
     customer = order.get("customer")
     if customer is None:
         context.missing.append("customer")
-        context.email = order.get("email")
+        context.email = _email(order.get("email"))
     else:
         context.customer_id = legacy_id(customer.get("id"))
-        context.first_name = customer.get("firstName")
-        context.email = customer.get("email") or order.get("email")
-        context.locale = context.locale or customer.get("locale")
+        context.first_name = _text(customer.get("firstName"), 255)
+        context.email = _email(customer.get("email")) or _email(order.get("email"))
+        context.locale = context.locale or _text(customer.get("locale"), 20)
         consent = customer.get("emailMarketingConsent") or {}
         state = consent.get("marketingState")
         context.marketing_consent = None if state is None else state in CONSENTING_STATES
