@@ -87,6 +87,33 @@ class Deployment:
         if out.needs_attention:
             section.note(f"needs attention: {out.needs_attention}")
 
+    def set_customer(
+        self, order_id: int, first: str, last: str, email: str, customer_id: int, phone: str | None = None
+    ) -> None:
+        """Make the stand-in's order `order_id` belong to this customer."""
+        state = self.standin.shop(self.shop)
+        with state.lock:
+            order = state.generated_order(order_id)
+            customer = dict(order["customer"])
+            customer.update(
+                id=f"gid://shopify/Customer/{customer_id}",
+                legacyResourceId=str(customer_id),
+                firstName=first,
+                lastName=last,
+                displayName=f"{first} {last}",
+                email=email,
+                phone=phone,
+                defaultEmailAddress={**customer["defaultEmailAddress"], "emailAddress": email},
+            )
+            address = {**order["shippingAddress"], "firstName": first, "lastName": last}
+            address["name"] = customer["displayName"]
+            state.orders[order_id] = {
+                "customer": customer,
+                "email": email,
+                "phone": phone,
+                "shippingAddress": address,
+            }
+
     def dump_incomplete(self, out: judge.Outcome, limit: int = 20) -> None:
         """The rows of a few incomplete incidents, next to the logs, to see why."""
         lines = []

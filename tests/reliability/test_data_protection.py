@@ -98,36 +98,15 @@ def _process(d: Deployment, hooks: list[Webhook], timeout: float = 120) -> None:
 def _customer(d: Deployment, order_id: int) -> dict[str, Any]:
     """Give the stand-in's order a customer whose every detail is unique, to search for."""
     tag = uuid.uuid4().hex[:10]
-    customer_number = 7_900_000_000 + int(tag[:6], 16) % 1_000_000
+    number = 7_900_000_000 + int(tag[:6], 16) % 1_000_000
     details = {
         "first": f"Zelphine{tag[:5]}",
         "last": f"Quorrabeck{tag[5:]}",
         "email": f"zelphine.{tag}@privacy.example",
-        "id": str(customer_number),
-        "phone": f"+1613555{customer_number % 10000:04d}",
+        "id": str(number),
+        "phone": f"+1613555{number % 10000:04d}",
     }
-    state = d.standin.shop(d.shop)
-    with state.lock:
-        order = state.generated_order(order_id)
-        customer = dict(order["customer"])
-        customer.update(
-            id=f"gid://shopify/Customer/{customer_number}",
-            legacyResourceId=details["id"],
-            firstName=details["first"],
-            lastName=details["last"],
-            displayName=f"{details['first']} {details['last']}",
-            email=details["email"],
-            phone=details["phone"],
-            defaultEmailAddress={**customer["defaultEmailAddress"], "emailAddress": details["email"]},
-        )
-        address = {**order["shippingAddress"], "firstName": details["first"], "lastName": details["last"]}
-        address["name"] = customer["displayName"]
-        state.orders[order_id] = {
-            "customer": customer,
-            "email": details["email"],
-            "phone": details["phone"],
-            "shippingAddress": address,
-        }
+    d.set_customer(order_id, details["first"], details["last"], details["email"], number, details["phone"])
     return details
 
 
