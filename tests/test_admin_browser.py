@@ -28,7 +28,7 @@ from plugin.admin import APP_BRIDGE_URL
 from plugin.config import DEV_SHOP, PROJECT_ROOT, Config
 from plugin.db import utcnow
 from plugin.demo import ensure_demo_shop
-from plugin.models import DataExport, Incident, OutboxEmail, Task
+from plugin.models import DataExport, Incident, Message, OutboxEmail, Task
 from plugin.services import Services
 from tests import services as real
 from tests.admin_data import seed_incident, session_token
@@ -255,6 +255,7 @@ def test_save_an_invalid_value_and_see_the_field_error(page, live):
         assert str(load(session, shop_id).late_delivery.value) == "20"
 
     page.goto(live.url + "/settings")
+    expect(page.locator("#settings-form")).not_to_have_attribute("aria-busy", "true")
     page.get_by_label("Test address").fill("not an address")
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#err-test_address")).to_contain_text("expected format")
@@ -318,7 +319,15 @@ def test_close_a_task_and_see_the_fixed_notice_in_the_outbox(page, live):
         if sent is not None or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert sent is not None, 'no "fixed" email reached the outbox'
+    if sent is None:
+        with live.services.db.session() as session:
+            incident = session.get(Incident, incident_id(live.services, "#2001"))
+            story = [f"{e.event}: {e.summary}" for e in incident.timeline]
+            messages = [
+                (m.kind, m.state, m.error, m.attempts, m.sending_until)
+                for m in session.scalars(select(Message).where(Message.incident_id == incident.id))
+            ]
+        pytest.fail(f'no "fixed" email in the outbox; timeline: {story}; messages: {messages}')
 
     page.goto(live.url + "/outbox")
     item = page.locator("#mail-list > li", has_text="#2001")

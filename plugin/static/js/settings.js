@@ -59,6 +59,7 @@
       }
     }
     form.removeAttribute("aria-busy");
+    form.inert = false; // typing before the saved values arrive would be overwritten
   }
 
   function updateValueField() {
