@@ -79,6 +79,8 @@ REJECTIONS = [
     ("missing_shop", _drop("X-Shopify-Shop-Domain"), 400),
     ("shop_not_myshopify", _header("X-Shopify-Shop-Domain", "evil.example.com"), 400),
     ("missing_webhook_id", _drop("X-Shopify-Webhook-Id"), 400),
+    ("topic_too_long", _header("X-Shopify-Topic", "products/" + "x" * 300), 400),
+    ("api_version_too_long", _header("X-Shopify-API-Version", "2026-07" + "9" * 100), 400),
     ("invalid_utf8", _resign(b'{"id": "\xff\xfe"}'), 400),
     ("not_json", _resign(b"{not json"), 400),
     ("json_array", _resign(b"[1, 2, 3]"), 400),
