@@ -188,9 +188,19 @@ def assert_logs_clean(
     }
 
 
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "reliability"
+# One folder per pytest run, so that two runs at once never mix (or delete) each other's logs.
+RUN_ID = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+
+
 def artifacts_dir(name: str) -> Path:
-    """Where a scenario's process logs go (kept after the run; test-artifacts/ is ignored)."""
-    path = PROJECT_ROOT / "test-artifacts" / "reliability" / re.sub(r"[^\w.-]+", "_", name)
+    """Where a scenario's process logs go: kept after the run (test-artifacts/ is ignored by
+    git); runs older than a day are removed."""
+    if ARTIFACTS.exists():
+        for old in ARTIFACTS.iterdir():
+            if old.is_dir() and time.time() - old.stat().st_mtime > 86_400:
+                shutil.rmtree(old, ignore_errors=True)
+    path = ARTIFACTS / RUN_ID / re.sub(r"[^\w.-]+", "_", name)
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
