@@ -13,7 +13,8 @@ shop in Redis, updated atomically by Lua scripts on Redis' own clock:
 - `observe(...)` takes what Shopify reports in `extensions.cost.throttleStatus`: the bucket's
   real size and restore rate, and the level when lower than the model's (the model never
   believes it has more than Shopify says).
-- `drain(...)` is the same after a THROTTLED answer.
+- `drain(...)` is the same after a THROTTLED answer; `pause(...)` after a 429 or 5xx with
+  `Retry-After` puts the bucket that far into debt, so no worker calls before then.
 
 Without Redis (one process: the laptop set-up) the same model lives in this process. If
 Redis fails mid-call the process falls back to its own model for that call: Shopify's
@@ -67,7 +68,7 @@ return {granted, tostring(wait)}
 """
 
 # KEYS[1] bucket; ARGV: reported available ('' if unknown), maximum ('' if unknown),
-# restore rate ('' if unknown), default maximum, default rate.
+# restore rate ('' if unknown), default maximum, default rate, pause seconds ('' if none).
 OBSERVE = """
 local key = KEYS[1]
 local t = redis.call('TIME')
@@ -81,6 +82,8 @@ local at = tonumber(s[2]) or now
 available = math.min(maximum, available + math.max(0, now - at) * old_rate)
 local reported = tonumber(ARGV[1])
 if reported ~= nil and reported < available then available = reported end
+local pause = tonumber(ARGV[6])
+if pause ~= nil and -pause * rate < available then available = -pause * rate end
 redis.call('HSET', key, 'available', tostring(available), 'at', tostring(now),
            'maximum', tostring(maximum), 'rate', tostring(rate))
 redis.call('EXPIRE', key, math.max(60, math.ceil(2 * maximum / rate)))
@@ -141,6 +144,14 @@ def drain(services: Services, shop: str, available: float | None, restore_rate: 
     _update(services, shop, available if available is not None else 0.0, None, restore_rate)
 
 
+def pause(services: Services, shop: str, seconds: float) -> None:
+    """Shopify asked for a pause (429 or 5xx with Retry-After): every worker's next call for
+    the shop waits that long, and a job whose wait is too long goes back to the queue without
+    calling Shopify at all (so an early retry costs nothing)."""
+    if seconds > 0:
+        _update(services, shop, None, None, None, pause_seconds=seconds)
+
+
 def snapshot(services: Services, shop: str) -> Bucket | None:
     """The model as it stands (for tests, benchmarks and the health of a storm)."""
     redis = services.redis
@@ -158,7 +169,12 @@ def snapshot(services: Services, shop: str) -> Bucket | None:
 
 
 def _update(
-    services: Services, shop: str, available: float | None, maximum: float | None, rate: float | None
+    services: Services,
+    shop: str,
+    available: float | None,
+    maximum: float | None,
+    rate: float | None,
+    pause_seconds: float | None = None,
 ) -> None:
     if rate is not None and rate <= 0:
         rate = None
@@ -177,12 +193,13 @@ def _update(
                     "" if rate is None else rate,
                     DEFAULT_MAXIMUM,
                     DEFAULT_RESTORE_RATE,
+                    "" if pause_seconds is None else pause_seconds,
                 ],
             )
             return
         except Exception as error:
             log.warning("shop %s: shared budget unavailable (%s); using this process's", shop, error)
-    _local.update(shop, available, maximum, rate)
+    _local.update(shop, available, maximum, rate, pause_seconds)
 
 
 _scripts: dict[str, Any] = {}
@@ -220,7 +237,14 @@ class LocalBudget:
             bucket.available -= points
             return True, wait
 
-    def update(self, shop: str, available: float | None, maximum: float | None, rate: float | None) -> None:
+    def update(
+        self,
+        shop: str,
+        available: float | None,
+        maximum: float | None,
+        rate: float | None,
+        pause_seconds: float | None = None,
+    ) -> None:
         with self._lock:
             bucket = self._refilled(shop, time.monotonic())
             if maximum is not None:
@@ -230,6 +254,8 @@ class LocalBudget:
                 bucket.rate = rate
             if available is not None and available < bucket.available:
                 bucket.available = available
+            if pause_seconds is not None:
+                bucket.available = min(bucket.available, -pause_seconds * bucket.rate)
 
     def get(self, shop: str) -> Bucket | None:
         with self._lock:
