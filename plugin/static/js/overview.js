@@ -75,7 +75,7 @@
     const attention = document.getElementById("attention-banner");
     attention.hidden = data.needs_attention === 0;
     document.getElementById("attention-count").textContent =
-      data.needs_attention === 1 ? "1 incident" : `${data.needs_attention} incidents`;
+      data.needs_attention === 1 ? "1 incident needs" : `${data.needs_attention} incidents need`;
 
     document.getElementById("stat-incidents").textContent = data.incidents_total;
     document.getElementById("stat-incidents-detail").textContent = KINDS
