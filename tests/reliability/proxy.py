@@ -59,6 +59,9 @@ class TcpProxy:
             self._loop.close()
 
     def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self._loop.is_closed():  # a timer restoring a proxy the test has closed already
+            coroutine.close()
+            return
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
 
     async def _listen(self) -> None:
