@@ -12,7 +12,8 @@ A claim is taken with one conditional UPDATE, so two workers never both hold it;
 dies holding it loses it when it expires, and the next attempt sends with the same Message-ID.
 The content is rendered once, stored on the row, and re-sent as stored. The only window for a
 duplicate is a crash after the server accepted the message and before "sent" was committed:
-the resend carries the same Message-ID, which mail clients use to fold duplicates.
+the resend carries the same Message-ID, which mail clients use to fold duplicates. (A database
+that is unreachable at that moment is waited for, inside the claim: no resend.)
 
 Test mode: the message goes to the shop's test address, or into the local outbox when there
 is none, and is marked as a test on the row, in the subject and in a header.
@@ -21,6 +22,7 @@ is none, and is marked as a test on the row, in the subject and in a header.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from plugin.config import Config
@@ -45,6 +47,9 @@ from plugin.services import Services
 log = logging.getLogger(__name__)
 
 CLAIM_SECONDS = 120  # well over the SMTP timeout: a live sender always finishes first
+# How long an accepted message's "sent" is retried against an unreachable database: inside the
+# claim, so no other worker can send it meanwhile.
+RECORD_SENT_SECONDS = CLAIM_SECONDS - 30
 TEST_SUBJECT_PREFIX = "[Test] "
 
 
@@ -216,17 +221,40 @@ def deliver(
     except Exception:
         _release(services, message_id, attempt, "the mail transport failed unexpectedly")
         raise
-    with services.db.session() as session:
-        sent = find(session, message_id)
-        assert sent is not None
-        sent.state = SENT
-        sent.sent_at = utcnow()
-        sent.sending_until = None
-        sent.error = None
-        if on_sent is not None:
-            on_sent(session, sent, recipient)
+    _record_sent(services, message_id, recipient, on_sent)
     log.info("message %s accepted for %s", message_id, recipient.label)
     return Outcome("sent", message_id, recipient)
+
+
+def _record_sent(
+    services: Services,
+    message_id: str,
+    recipient: Recipient,
+    on_sent: Callable[[Session, Message, Recipient], None] | None,
+) -> None:
+    """Mark the accepted message sent. The server has it now: if the database is unreachable
+    (an outage, a failover), keep trying while our claim holds, rather than fail the job and
+    have the message sent again once the claim expires."""
+    deadline = time.monotonic() + RECORD_SENT_SECONDS
+    wait = 0.5
+    while True:
+        try:
+            with services.db.session() as session:
+                sent = find(session, message_id)
+                assert sent is not None
+                sent.state = SENT
+                sent.sent_at = utcnow()
+                sent.sending_until = None
+                sent.error = None
+                if on_sent is not None:
+                    on_sent(session, sent, recipient)
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("message %s accepted; the database is unreachable, retrying to record it", message_id)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _release(services: Services, message_id: str, attempt: int, error: str | None) -> None:
