@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import CpuMeter
+from bench.intake import postgres_backends
 from bench.pipeline import (
     Sender,
     customer_email,
@@ -53,10 +54,13 @@ def run(
         assert stack.smtp is not None
         stack.smtp.clear()
         engine = stack.engine()
+        redis_pid = int(stack.redis().info("server")["process_id"])
         meter = CpuMeter(
             {
                 "web": lambda: [web.pid, *stack.gunicorn_worker_pids(web)],
                 "workers": lambda: [c.pid for c in children],
+                "postgres": lambda: postgres_backends(engine),
+                "redis": lambda: [redis_pid],  # shared: other runs' use of Redis counts too
             }
         )
         log(

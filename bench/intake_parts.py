@@ -102,6 +102,42 @@ def main(argv: list[str] | None = None) -> int:
         redis.close()
         services.close()
 
+        # Whole requests through Flask's test client (no gunicorn, no sockets): the view and
+        # the framework, baseline and Amends side by side in one process.
+        import os
+
+        os.environ["SHOPIFY_API_SECRET"] = stack.api_secret
+        from bench.baseline_app import create_app as create_baseline
+        from wsgi import create_app
+
+        amends = create_app(stack.config())
+        in_transit = deliveries("in_transit", 1, stack.api_secret, 5_400_000_000_000)[0]
+        for label, app, (payload, hmac) in (
+            ("request: baseline app", create_baseline(), (body, signature)),
+            ("request: Amends, in_transit (no work)", amends, in_transit),
+            ("request: Amends, delayed (work)", amends, (body, signature)),
+        ):
+            client = app.test_client()
+
+            def post(
+                i: int, client: Any = client, payload: bytes = payload, hmac: str = hmac, label: str = label
+            ) -> None:
+                answer = client.post(
+                    "/webhooks",
+                    data=payload,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Shopify-Topic": "fulfillment_events/create",
+                        "X-Shopify-Shop-Domain": "bench-shop.myshopify.com",
+                        "X-Shopify-Webhook-Id": f"tc-{run}-{label[:12]}-{i}",
+                        "X-Shopify-Hmac-Sha256": hmac,
+                    },
+                )
+                assert answer.status_code == 200, answer.get_data()
+
+            results.append(measure(label, post, repeat))
+        amends.extensions["amends"].close()
+
     width = max(len(r["part"]) for r in results)
     print(f"{'part'.ljust(width)}  CPU µs/op  wall µs/op")
     for r in results:

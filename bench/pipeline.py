@@ -191,8 +191,8 @@ def job_stages(stack: Stack, since: float) -> dict[str, Any]:
                     continue
                 if job.enqueued_at is None or job.started_at is None or job.ended_at is None:
                     continue
-                if _epoch(job.enqueued_at) < since:
-                    continue
+                if _epoch(job.enqueued_at) < since or job.started_at < job.enqueued_at:
+                    continue  # earlier, or scheduled ahead (periodic jobs)
                 waits[name].append((job.started_at - job.enqueued_at).total_seconds())
                 runs[name].append((job.ended_at - job.started_at).total_seconds())
     redis.close()
