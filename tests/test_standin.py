@@ -472,7 +472,8 @@ def test_stats_reset_config_and_seed_over_http(standin: StandIn):
     assert stats["root_fields"] == {"discountCodeBasicCreate": 1, "order": 1}
     assert stats["mutations"] == {"discountCodeBasicCreate": 1}
     assert stats["shops"][SHOP]["points_spent"] == stats["points_spent"] > 10
-    assert stats["points_by_root_field"] == {"discountCodeBasicCreate": 10, "order": stats["points_spent"] - 10}
+    by_field = stats["points_by_root_field"]
+    assert by_field == {"discountCodeBasicCreate": 10, "order": stats["points_spent"] - 10}
     discounts = requests.get(standin.url + "/_discounts", params={"shop": SHOP}, timeout=5).json()
     assert [d["code"] for d in discounts["discounts"]] == ["SORRY-7KQ2-M4XP"]
     assert [c.root_fields for c in standin.mutation_calls("discountCodeBasicCreate", SHOP)] == [
