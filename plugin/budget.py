@@ -13,7 +13,7 @@ shop in Redis, updated atomically by Lua scripts on Redis' own clock:
 - `observe(...)` takes what Shopify reports in `extensions.cost.throttleStatus`: the bucket's
   real size and restore rate, and the level when lower than the model's (the model never
   believes it has more than Shopify says).
-- `drain(...)` is the same after a THROTTLED answer; `pause(...)` after a 429 or 5xx with
+- `drain(...)` is the same after a THROTTLED answer; `pause(...)` after a 429 with
   `Retry-After` puts the bucket that far into debt, so no worker calls before then.
 
 Without Redis (one process: the laptop set-up) the same model lives in this process. If
@@ -145,7 +145,7 @@ def drain(services: Services, shop: str, available: float | None, restore_rate: 
 
 
 def pause(services: Services, shop: str, seconds: float) -> None:
-    """Shopify asked for a pause (429 or 5xx with Retry-After): every worker's next call for
+    """Shopify asked for a pause (429 with Retry-After): every worker's next call for
     the shop waits that long, and a job whose wait is too long goes back to the queue without
     calling Shopify at all (so an early retry costs nothing)."""
     if seconds > 0:

@@ -250,15 +250,26 @@ def test_throttled_then_success(mail_services, admin, shop_id, smtp_server):
     assert len(smtp_server.wait_for(1)) == 1
 
 
-def test_5xx_raises_for_the_queue_and_every_worker_honours_retry_after(
-    mail_services, admin, shop_id, smtp_server
-):
+def test_5xx_raises_for_the_queue_then_the_retry_finishes(mail_services, admin, shop_id, smtp_server):
     incident_id = make_incident(mail_services, shop_id)
     admin.fail_next("discountCodeBasicCreate", admin.server_error(503, retry_after="60"))
     with pytest.raises(ShopifyRetryableError) as raised:
         send_apology(incident_id)
     assert raised.value.retry_after == 60
     assert "503" in summary_of(mail_services, incident_id, "code_deferred")
+    assert smtp_server.wait_for(1, timeout=0.3) == []
+    send_apology(incident_id)  # the queue's retry
+    assert len(admin.discounts) == 1
+    assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_a_429_retry_after_holds_every_worker_back(mail_services, admin, shop_id, smtp_server):
+    incident_id = make_incident(mail_services, shop_id)
+    admin.fail_next("discountCodeBasicCreate", admin.server_error(429, retry_after="60"))
+    with pytest.raises(ShopifyRetryableError) as raised:
+        send_apology(incident_id)
+    assert raised.value.retry_after == 60
+    assert "429" in summary_of(mail_services, incident_id, "code_deferred")
     # A retry before the minute is up (the queue's first backoff is seconds) calls nobody.
     with pytest.raises(ShopifyRetryableError) as early:
         send_apology(incident_id)
@@ -269,9 +280,9 @@ def test_5xx_raises_for_the_queue_and_every_worker_honours_retry_after(
 
 def test_a_short_retry_after_is_waited_out_then_the_code_is_made(mail_services, admin, shop_id, smtp_server):
     incident_id = make_incident(mail_services, shop_id)
-    admin.fail_next("discountCodeBasicCreate", admin.server_error(503, retry_after="6"))
+    admin.fail_next("discountCodeBasicCreate", admin.server_error(429, retry_after="6"))
     with pytest.raises(ShopifyRetryableError):
-        send_apology(incident_id)  # 6 s is more than a job waits inline for a 503
+        send_apology(incident_id)  # 6 s is more than a job waits inline
     started = time.monotonic()
     send_apology(incident_id)  # the retry waits out the rest of the 6 s, then calls once
     assert time.monotonic() - started > 5

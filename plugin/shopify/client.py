@@ -95,8 +95,9 @@ class ShopifyClient:
                     log.info("shop %s: Admin API %s, waiting %.1fs", self.shop, response.status_code, wait)
                     time.sleep(wait)
                     continue
-                if _retry_after(response):
-                    budget.pause(self.services, self.shop, wait)  # every worker waits, not just this one
+                if response.status_code == 429 and _retry_after(response):
+                    # The shop's limit is spent: every worker waits, not just this one.
+                    budget.pause(self.services, self.shop, wait)
                 raise ShopifyRetryableError(
                     f"{self.shop}: Admin API answered {response.status_code}", retry_after=wait
                 )
