@@ -7,6 +7,15 @@ from rq import SimpleWorker, Worker
 from plugin.queue import RedisQueue
 from plugin.services import Services
 
+# RQ's maintenance pass (default every 10 min) is also when a worker takes over the scheduler
+# lock of a worker that died and requeues jobs abandoned by a killed worker. Until then
+# delayed jobs, retries and the periodic sweeps wait: after a Redis outage or a SIGKILL that
+# was up to 10 minutes of nothing. Every minute keeps recovery prompt, for little Redis work.
+MAINTENANCE_SECONDS = 60
+# An idle worker waits for a job up to (worker TTL - 15 s) before it looks at maintenance
+# again (default 405 s): a shorter TTL lets an idle worker notice the above within a minute.
+WORKER_TTL_SECONDS = 60
+
 
 def run_worker(services: Services, burst: bool = False, fork: bool = False) -> bool:
     queue = services.queue
@@ -15,5 +24,11 @@ def run_worker(services: Services, burst: bool = False, fork: bool = False) -> b
 
     periodic.ensure_scheduled(services)
     worker_class = Worker if fork else SimpleWorker
-    worker = worker_class([queue.rq], connection=queue.redis, serializer=queue.rq.serializer)
+    worker = worker_class(
+        [queue.rq],
+        connection=queue.redis,
+        serializer=queue.rq.serializer,
+        maintenance_interval=MAINTENANCE_SECONDS,
+        worker_ttl=WORKER_TTL_SECONDS,
+    )
     return worker.work(burst=burst, with_scheduler=True)
