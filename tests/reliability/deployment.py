@@ -81,6 +81,10 @@ class Deployment:
                 else "-",
             }
         )
+        if out.duplicated:
+            section.note(
+                "duplicated: " + "; ".join(f"order {o}: {why}" for o, why in list(out.duplicated.items())[:5])
+            )
         if out.incomplete:
             section.note("incomplete: " + out.examples())
             self.dump_incomplete(out)

@@ -29,6 +29,7 @@ class Outcome:
     incidents: int = 0
     complete: int = 0
     incomplete: dict[int, str] = field(default_factory=dict)  # order id → what is missing
+    duplicated: dict[int, str] = field(default_factory=dict)  # order id → what happened twice
     extra_incidents: int = 0  # more than one incident for one planned order and kind
     settled_early: int = 0  # resolved before any apology was due (disorder): counted complete
     apology_emails: int = 0
@@ -145,24 +146,27 @@ def collect(engine: sa.Engine, smtp: SmtpSink, standin: Any, shop: str, plan: Pl
         else:
             accepted = emails.get(apologies[0].message_id, 0)
             out.apology_emails += min(accepted, 1)
-            if accepted != 1:
-                problems.append(f"apology accepted {accepted} times by SMTP")
+            if accepted == 0:
+                problems.append("apology not accepted by the SMTP server")
+            elif accepted > 1:
+                out.duplicated[order_id] = f"apology accepted {accepted} times"
         incident_codes = codes_of[incident.id]
         if len(incident_codes) != 1 or incident_codes[0].state != "created":
             problems.append(f"codes {[c.state for c in incident_codes]}")
         else:
             made = created_codes.get(incident_codes[0].code.upper(), 0)
-            if made != 1:
-                problems.append(f"code created {made} times in the shop")
+            if made == 0:
+                problems.append("code not created in the shop")
             if made > 1:
                 out.duplicate_codes += made - 1
+                out.duplicated[order_id] = f"code created {made} times"
         if incident.id not in tasks:
             problems.append("no task")
         if order_id in plan.resolved:
             fixed = [m for m in messages_of[incident.id] if m.kind == FIXED]
             if incident.resolved_at is None:
                 problems.append("not resolved")
-            elif len(fixed) != 1 or fixed[0].state != "sent" or emails.get(fixed[0].message_id, 0) != 1:
+            elif len(fixed) != 1 or fixed[0].state != "sent" or emails.get(fixed[0].message_id, 0) == 0:
                 problems.append(f"fixed notice {[(m.state, emails.get(m.message_id, 0)) for m in fixed]}")
             else:
                 out.fixed_emails += 1
