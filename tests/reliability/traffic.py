@@ -85,6 +85,9 @@ def plan_incidents(
     plan = Plan(orders, webhooks)
     for n in range(count):
         order_id = first_order + n
+        # Business keys (event, return, refund ids) follow the order, so that two plans in
+        # one run never share one (a shared key is, rightly, a duplicate to Amends).
+        key = order_id - 5_000_000_000_000
         first = len(webhooks)
         kind = kinds[n % len(kinds)]
         orders[order_id] = kind
@@ -92,12 +95,12 @@ def plan_incidents(
         join = bool(join_every) and n % join_every == 1
         resolve = bool(resolve_every) and n % resolve_every == 2 and kind != "refund"
         if kind == "late_delivery":
-            fulfillment_id = 4_300_000_000_000 + n
+            fulfillment_id = 4_300_000_000_000 + key
             webhooks.append(
                 Webhook(
                     "fulfillment_events/create",
                     samples.fulfillment_event(
-                        "delayed", order_id, fulfillment_id, _iso(happened), event_id=8_000_000_000 + 10 * n
+                        "delayed", order_id, fulfillment_id, _iso(happened), event_id=8_000_000_000 + 10 * key
                     ),
                     incident=order_id,
                 )
@@ -111,7 +114,7 @@ def plan_incidents(
                             order_id,
                             fulfillment_id,
                             _iso(happened + timedelta(minutes=5)),
-                            event_id=8_000_000_000 + 10 * n + 1,
+                            event_id=8_000_000_000 + 10 * key + 1,
                         ),
                         incident=order_id,
                         role="join",
@@ -126,14 +129,14 @@ def plan_incidents(
                             order_id,
                             fulfillment_id,
                             _iso(happened + timedelta(minutes=30)),
-                            event_id=8_000_000_000 + 10 * n + 2,
+                            event_id=8_000_000_000 + 10 * key + 2,
                         ),
                         incident=order_id,
                         role="resolve",
                     )
                 )
         elif kind == "return":
-            return_id = 9_300_000_000 + n
+            return_id = 9_300_000_000 + key
             webhooks.append(
                 Webhook("returns/request", samples.return_request(order_id, return_id), incident=order_id)
             )
@@ -152,7 +155,7 @@ def plan_incidents(
                 )
         else:
             webhooks.append(
-                Webhook("refunds/create", samples.refund(order_id, 8_300_000_000 + n), incident=order_id)
+                Webhook("refunds/create", samples.refund(order_id, 8_300_000_000 + key), incident=order_id)
             )
         for hook in webhooks[first:]:
             if hook.incident == order_id:
