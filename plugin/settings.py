@@ -28,7 +28,8 @@ class KindSettings(BaseModel):
     # Percent (1–100) for "percentage", an amount in the shop's currency for "fixed_amount".
     value: Decimal = Field(default=Decimal("10"), ge=0, le=100_000)
     expiry_days: int = Field(default=30, ge=1, le=365)
-    minimum_order: Decimal | None = Field(default=None, ge=0)
+    # Bounded: a 30-digit amount cannot be formatted as money (Decimal's 28-digit context).
+    minimum_order: Decimal | None = Field(default=None, ge=0, le=10_000_000)
     combines_with_order_discounts: bool = False
     combines_with_product_discounts: bool = False
     combines_with_shipping_discounts: bool = True
