@@ -238,3 +238,61 @@ def test_session_tokens_for_another_shop_or_app(app: Deployment, case: str, expe
     if case in ("another_shops_token", "uninstalled_shop_reinstalls"):
         assert listing.status_code == 200
         assert "owner-only@steady-shop.example" not in listing.text
+
+
+RAW_REQUESTS = {
+    "content_length_longer_than_body": (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n"
+        b"X-Shopify-Topic: refunds/create\r\n\r\n{}"
+    ),
+    "bad_chunk_size": (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n{}\r\n0\r\n\r\n"
+    ),
+    "chunked_and_content_length": (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n\r\n"
+    ),
+    "header_of_64_kb": b"POST /webhooks HTTP/1.1\r\nHost: x\r\nX-Shopify-Topic: "
+    + b"a" * 65536
+    + b"\r\n\r\n",
+    "non_utf8_header_bytes": (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"X-Shopify-Topic: \xff\xfe\xc3\x28\r\n\r\n{}"
+    ),
+    "nul_in_a_header": (
+        b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Shopify-Topic: a\x00b\r\n\r\n{}"
+    ),
+    "http_1_0_no_host": b"POST /webhooks HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}",
+    "garbage_request_line": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),
+    "header_without_colon": b"POST /webhooks HTTP/1.1\r\nHost: x\r\nX-Shopify-Topic refunds\r\n\r\n",
+    "negative_content_length": b"POST /webhooks HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+}
+
+
+@pytest.mark.parametrize("case", list(RAW_REQUESTS))
+def test_malformed_http_at_the_webhook_endpoint(app: Deployment, case: str) -> None:
+    """What no HTTP client library would send: gunicorn and the app answer it without a 5xx
+    (or close the connection), and nothing is recorded."""
+    import socket
+
+    d = app
+    with d.engine.connect() as db:
+        before = db.execute(sa.text("SELECT count(*) FROM deliveries")).scalar()
+    port = int(d.stack.base_url.rsplit(":", 1)[1])
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(RAW_REQUESTS[case])
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        except (TimeoutError, ConnectionResetError):
+            pass
+    answer = b"".join(chunks)
+    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed"
+    RESULTS[f"raw HTTP: {case}"] = status
+    assert not status.startswith("5"), answer[:300]
+    with d.engine.connect() as db:
+        assert db.execute(sa.text("SELECT count(*) FROM deliveries")).scalar() == before
+    # The server is still there for the next request.
+    assert requests.get(d.stack.base_url + "/healthz", timeout=10).status_code == 200
