@@ -32,7 +32,13 @@ def receive() -> ResponseReturnValue:
     if request.content_length is not None and request.content_length > limit:
         log.warning("webhook rejected: body of %s bytes is over %s", request.content_length, limit)
         return _answer(413, "too_large", f"body is larger than {limit} bytes")
-    body = request.get_data(cache=False)
+    try:
+        body = request.get_data(cache=False)
+    except Exception as error:
+        # The server could not read the body (a broken chunked encoding, a client gone):
+        # each server raises its own class, and none of it is a delivery.
+        log.warning("webhook rejected: the body could not be read (%s)", type(error).__name__)
+        return _answer(400, "bad_body", "the request body could not be read")
     if len(body) > limit:
         return _answer(413, "too_large", f"body is larger than {limit} bytes")
 
