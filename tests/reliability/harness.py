@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -359,10 +359,6 @@ class Stack:
     def tail(self, name: str, chars: int = 4000) -> str:
         path = self.run_dir / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
-
-    def logs(self) -> Iterator[tuple[Path, str]]:
-        for path in sorted(self.run_dir.glob("*.log")):
-            yield path, path.read_text(errors="replace")
 
     # ----- looking inside
 

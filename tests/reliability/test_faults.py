@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(SCENARIO_TIMEOUT)]
 
 
 def completion_timeout(incidents: int, extra: float = 0.0) -> float:
-    """Generous but bounded: under 1 incident/s on 2 busy cores, plus fixed slack."""
+    """Generous but bounded: 1.5 s per incident on 2 busy cores, plus fixed slack."""
     return 180 + incidents * 1.5 + extra
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -365,15 +364,3 @@ def test_forged_and_replayed_deliveries(intake: Any, case: str, expected: int) -
             assert again.status_code == 200
         assert db_state(services)[0] == after_ids
         assert redis_state(redis) == snapshot
-
-
-def _raw_request(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-        conn.sendall(payload)
-        chunks = []
-        try:
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-    return b"".join(chunks)
