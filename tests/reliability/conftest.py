@@ -7,6 +7,10 @@ RELIABILITY_OUTAGE_SECONDS (the issue's 30 s outages; the SMTP outage is 4× and
 
 from __future__ import annotations
 
+import atexit
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +18,24 @@ from typing import Any
 import pytest
 
 from tests import services as real
-from tests.reliability import report
+from tests.reliability import harness, report
 
 HERE = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run stopped from outside (a timeout's SIGTERM) still ends the processes it started.
+    atexit.register(harness.kill_all)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            harness.kill_all()
+            # Then whatever SIGTERM did before (by default: end the run at once).
+            signal.signal(signal.SIGTERM, previous)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_term)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -51,7 +51,18 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1)
         time.sleep(interval)
 
 
-@dataclass
+# Every process started and not yet stopped, so that a run that is itself killed (SIGTERM
+# from a timeout, Ctrl-C) still ends them: see `kill_all` and the conftest.
+LIVE: set[Child] = set()
+
+
+def kill_all() -> None:
+    for child in list(LIVE):
+        child.kill(signal.SIGKILL)
+        LIVE.discard(child)
+
+
+@dataclass(eq=False)
 class Child:
     """One process we started, in its own process group, with its output in a file."""
 
@@ -75,6 +86,7 @@ class Child:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: a kill reaches its children too
         )
+        LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -100,6 +112,7 @@ class Child:
                 self.popen.wait(5)
         # Whatever it left behind in its group goes too.
         self.kill(signal.SIGKILL)
+        LIVE.discard(self)
         if self._log is not None:
             self._log.close()
             self._log = None
