@@ -123,8 +123,11 @@ def test_tokens_encrypted_logs_clean_and_redaction_complete(
     run_dir: Path = artifacts_dir(request.node.name)
     with deploy(run_dir, reliability_redis, workers=2) as d:
         plan = d.plan(30)
-        target_order = min(o for o, kind in plan.orders.items() if kind == "late_delivery")
+        late = sorted(o for o, kind in plan.orders.items() if kind == "late_delivery")
+        target_order = late[0]
         customer = _customer(d, target_order)
+        # Three more, whose data request and redact arrive at the same moment.
+        racing = {order: _customer(d, order) for order in late[1:4]}
         _process(d, plan.webhooks)
         out, _ = d.wait(plan, 180)
         assert out.lost == 0, out.examples()
@@ -140,42 +143,41 @@ def test_tokens_encrypted_logs_clean_and_redaction_complete(
         assert stored and d.services.cipher.decrypt(bytes(stored)) == ACCESS_TOKEN  # encrypted, not absent
 
         # 2. The customer is in the database before the redaction (so the search can find it).
-        needles = {
-            "email": customer["email"],
-            "first name": customer["first"],
-            "last name": customer["last"],
-            "phone": customer["phone"],
-            "customer id": customer["id"],
-        }
+        needles = _needles(customer)
         before = _search(dump, needles)
         assert any(hit.startswith("email") for hit in before), before
 
         shop_id = _shop_id(d)
-        redact = {
-            "shop_id": 60_000_000_000,
-            "shop_domain": d.shop,
-            "customer": {"id": int(customer["id"]), "email": customer["email"], "phone": customer["phone"]},
-            "orders_to_redact": [target_order],
-        }
-        data_request = {
-            "shop_id": 60_000_000_000,
-            "shop_domain": d.shop,
-            "orders_requested": [target_order],
-            "customer": {"id": int(customer["id"]), "email": customer["email"], "phone": customer["phone"]},
-            "data_request": {"id": 9999},
-        }
-        # In this order, as Shopify sends them (a request concurrent with the redact for the same
-        # customer can still write an export afterwards: see the README's known limits).
-        _process(d, [Webhook("customers/data_request", data_request)])
-        _process(d, [Webhook("customers/redact", redact)])
+        # A data request, then the redact, as Shopify sends them.
+        _process(d, [Webhook("customers/data_request", _compliance(d, customer, target_order, request=True))])
+        _process(d, [Webhook("customers/redact", _compliance(d, customer, target_order, request=False))])
         after_customer = _search(_dump(d.engine), needles)
+        # Both at the same moment, for three customers: the export must not keep what the
+        # redact erases (it did, before the two were serialised per shop).
+        together = []
+        for order, details in racing.items():
+            together.append(Webhook("customers/data_request", _compliance(d, details, order, request=True)))
+            together.append(Webhook("customers/redact", _compliance(d, details, order, request=False)))
+        _process(d, together)
+        # What only Amends' records held (the names) must be gone everywhere. The id, email and
+        # phone may stay in one place: an export answering a request handled after the redact
+        # names the customer it answers (from the request itself).
+        after_racing = [
+            hit
+            for hit in _search(
+                _dump(d.engine), {k: v for c in racing.values() for k, v in _needles(c).items()}
+            )
+            if " name of " in hit or not hit.split(" in ")[-1].startswith("data_exports.")
+        ]
         section.add(
             **{
                 "places holding the customer before customers/redact": len(before),
                 "after customers/redact": after_customer or "none",
+                "after a data request and a redact at once (3 customers)": after_racing or "none",
             }
         )
         assert after_customer == [], after_customer
+        assert after_racing == [], after_racing
 
         # 3. The shop: uninstalled, then redacted 48 h later (here: at once).
         _process(d, [Webhook("app/uninstalled", {"id": 60_000_000_000, "domain": d.shop})])
@@ -186,6 +188,29 @@ def test_tokens_encrypted_logs_clean_and_redaction_complete(
         logs = d.assert_logs_clean((customer["email"],))
         section.add(**logs)
         assert leftovers == {}, leftovers
+
+
+def _needles(customer: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"email of {customer['first']}": customer["email"],
+        f"first name of {customer['first']}": customer["first"],
+        f"last name of {customer['first']}": customer["last"],
+        f"phone of {customer['first']}": customer["phone"],
+        f"customer id of {customer['first']}": customer["id"],
+    }
+
+
+def _compliance(d: Deployment, customer: dict[str, Any], order: int, request: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "shop_id": 60_000_000_000,
+        "shop_domain": d.shop,
+        "customer": {"id": int(customer["id"]), "email": customer["email"], "phone": customer["phone"]},
+    }
+    if request:
+        payload.update(orders_requested=[order], data_request={"id": 9000 + order % 1000})
+    else:
+        payload["orders_to_redact"] = [order]
+    return payload
 
 
 def _shop_id(d: Deployment) -> int:
