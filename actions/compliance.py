@@ -13,7 +13,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+
 from plugin.jobs import enqueue_after_commit
+from plugin.models import Shop
 from plugin.privacy.customer import Customer
 from plugin.privacy.erase import erase_customer
 from plugin.privacy.export import build_export
@@ -29,10 +32,18 @@ log = logging.getLogger(__name__)
 DELETE_SHOP = "actions.compliance.delete_shop"
 
 
+def _one_at_a_time(ctx: DeliveryContext) -> None:
+    """A data request and a redact of the shop's customers run one after the other (a lock on
+    the shop's row until commit): an export read alongside a redact could otherwise keep what
+    the redact was erasing."""
+    ctx.session.execute(select(Shop.id).where(Shop.id == ctx.shop.id).with_for_update())
+
+
 def on_data_request(ctx: DeliveryContext) -> str | None:
     customer = Customer.from_payload(ctx.payload)
     if not customer.known:
         return "the data request names no customer"
+    _one_at_a_time(ctx)
     request_id = (ctx.payload.get("data_request") or {}).get("id")
     export = build_export(ctx.session, ctx.shop, customer, str(request_id) if request_id else None)
     ctx.delivery.payload = None  # the export holds what the merchant needs
@@ -47,6 +58,7 @@ def on_customer_redact(ctx: DeliveryContext) -> str | None:
     if not customer.known:
         ctx.session.flush()
         return "the redact request names no customer"
+    _one_at_a_time(ctx)
     erase_customer(ctx.session, ctx.shop, customer, source=f"webhook:{ctx.delivery.topic}")
     return None
 
