@@ -40,11 +40,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = pytest.mark.skip(reason="the reliability suite runs against PostgreSQL (TEST_DATABASE=postgres)")
+    # The fault scenarios start whole deployments and take about 5 minutes each at CI scale:
+    # they run when asked for, not in every pass (see the README's Reliability section).
+    faults_off = pytest.mark.skip(reason="fault scenarios run with RELIABILITY_FAULTS=1")
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
             if real.target_engine() != "postgres":
                 item.add_marker(skip)
+            elif item.path.name == "test_faults.py" and os.environ.get("RELIABILITY_FAULTS") != "1":
+                item.add_marker(faults_off)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
