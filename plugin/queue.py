@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import random
 import threading
@@ -53,6 +54,8 @@ class JobQueue(Protocol):
         retry: bool = True,
     ) -> None: ...
 
+    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None: ...
+
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
@@ -71,6 +74,15 @@ class RedisQueue:
         self.redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self.rq = Queue(name, connection=self.redis, serializer=JSONSerializer)
         self.retry_base = retry_base
+        self.handoff_key = f"{name}:handoff"
+
+    def job_options(self, job_id: str | None, retry: bool) -> dict[str, Any]:
+        from rq import Retry
+
+        options: dict[str, Any] = {"job_id": job_id, "failure_ttl": 7 * 24 * 3600}
+        if retry:
+            options["retry"] = Retry(max=RETRY_COUNT, interval=backoff_intervals(base=self.retry_base))
+        return options
 
     def enqueue(
         self,
@@ -80,15 +92,16 @@ class RedisQueue:
         delay: timedelta | None = None,
         retry: bool = True,
     ) -> None:
-        from rq import Retry
-
-        options: dict[str, Any] = {"job_id": job_id, "failure_ttl": 7 * 24 * 3600}
-        if retry:
-            options["retry"] = Retry(max=RETRY_COUNT, interval=backoff_intervals(base=self.retry_base))
+        options = self.job_options(job_id, retry)
         if delay:
             self.rq.enqueue_in(delay, func, *args, **options)
         else:
             self.rq.enqueue(func, *args, **options)
+
+    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None:
+        """Enqueue in one round trip: an item on a Redis list that a worker's dispatcher
+        turns into the job (see plugin/dispatcher.py). For the web's hot path."""
+        self.redis.rpush(self.handoff_key, json.dumps([func, args, job_id]))
 
     def ping(self) -> None:
         self.redis.ping()
@@ -125,14 +138,15 @@ class EmbeddedQueue:
         delay: timedelta | None = None,
         retry: bool = True,
     ) -> None:
-        import json
-
         json.dumps(args)  # the same contract as RQ's JSON serializer
         run_at = time.monotonic() + (delay.total_seconds() if delay else 0)
         tries_left = RETRY_COUNT if retry else 0
         with self._wakeup:
             heapq.heappush(self._heap, (run_at, next(self._counter), func, args, tries_left))
             self._wakeup.notify()
+
+    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None:
+        self.enqueue(func, *args, job_id=job_id)
 
     def close(self) -> None:
         with self._wakeup:

@@ -1,4 +1,5 @@
-"""The RQ worker entry point: periodic jobs scheduled, then rq's worker with its scheduler."""
+"""The RQ worker entry point: periodic jobs scheduled, the hand-off dispatcher started, then
+rq's worker with its scheduler."""
 
 from __future__ import annotations
 
@@ -20,9 +21,13 @@ WORKER_TTL_SECONDS = 60
 def run_worker(services: Services, burst: bool = False, fork: bool = False) -> bool:
     queue = services.queue
     assert isinstance(queue, RedisQueue)
-    from plugin import periodic
+    from plugin import dispatcher, periodic
 
     periodic.ensure_scheduled(services)
+    if burst:
+        dispatcher.drain(queue)
+    else:
+        dispatcher.start(queue)
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [queue.rq],

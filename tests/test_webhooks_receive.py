@@ -266,3 +266,48 @@ def _order(order_id: int) -> dict:
     from tests.intake import context_order
 
     return context_order(order_id)
+
+
+def test_with_redis_the_receiver_hands_off_and_a_worker_does_the_work(database_url, redis_url, shopify):
+    app = create_app(make_config(database_url, redis_url=redis_url))
+    services = app.extensions["amends"]
+    real.empty_tables(services.db.engine)
+    admin = FakeAdmin().install(shopify)
+    admin.orders[ORDER_ID] = _order(ORDER_ID)
+    make_shop(services, test_mode=True)
+    try:
+        response = post(app.test_client(), "fulfillment_events/create", DELAYED)
+        assert response.status_code == 200 and response.json["result"] == "accepted"
+        # Recorded and handed off in one RPUSH; RQ's job is made by a worker's dispatcher.
+        [delivery] = deliveries(services)
+        assert delivery.state == PENDING
+        [item] = services.redis.lrange(services.queue.handoff_key, 0, -1)
+        assert json.loads(item) == [
+            "actions.deliveries.process_delivery",
+            [delivery.id],
+            f"delivery-{delivery.id}",
+        ]
+        assert services.queue.rq.count == 0
+
+        run_worker(services, burst=True)
+        assert [d.state for d in deliveries(services)] == [DONE]
+        assert [i.order_id for i in incidents(services)] == [ORDER_ID]
+    finally:
+        services.close()
+
+
+@pytest.mark.skipif(real.target_engine() != "postgres", reason="a server-side connection to end")
+def test_a_pooled_connection_the_database_ended_costs_no_delivery(database_url, client, services, intake):
+    # The receiver's autocommit pool skips the pre-ping round trip; a connection found dead
+    # (a database restart, an idle timeout) is replaced and the INSERT tried once more.
+    assert post(client, "fulfillment_events/create", DELAYED).status_code == 200
+    with services.db.autocommit.connect() as connection:
+        pid = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    with services.db.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+
+    response = post(client, "fulfillment_events/create", dict(DELAYED, id=DELAYED["id"] + 1))
+
+    assert response.status_code == 200 and response.json["result"] == "accepted"
+    assert len(deliveries(services)) == 2
+    drain(services)

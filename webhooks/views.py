@@ -1,15 +1,16 @@
-"""POST /webhooks: verify, record, enqueue, answer. No Shopify or email call happens here."""
+"""POST /webhooks: verify, record, hand off, answer. No Shopify or email call happens here."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import cast
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Table
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from actions import topics
 from actions.deliveries import PROCESS_DELIVERY
@@ -71,10 +72,7 @@ def receive() -> ResponseReturnValue:
         "reason": skip,
     }
     try:
-        # One Core INSERT in its own transaction: the ORM unit of work costs several times
-        # more CPU on this hot path, and nothing else is written here.
-        with services.db.engine.begin() as connection:
-            delivery_id = connection.execute(_INSERT_DELIVERY, values).scalar_one()
+        delivery_id = _record(services, values)
     except IntegrityError:
         log.info("webhook %s (%s) is a duplicate", verdict.webhook_id, verdict.topic)
         return _answer(200, "duplicate", "already received")
@@ -85,7 +83,7 @@ def receive() -> ResponseReturnValue:
 
     if skip is None:
         try:
-            services.queue.enqueue(PROCESS_DELIVERY, delivery_id, job_id=f"delivery-{delivery_id}")
+            services.queue.hand_off(PROCESS_DELIVERY, delivery_id, job_id=f"delivery-{delivery_id}")
         except Exception as error:
             # Recorded, so acknowledged: the sweep enqueues it once the queue is back.
             log.error("delivery %s recorded but not enqueued: %s", delivery_id, type(error).__name__)
@@ -106,6 +104,21 @@ _MESSAGES = {
     "not_json": "the body is not valid JSON",
     "not_an_object": "the body must be a JSON object",
 }
+
+
+def _record(services: Services, values: Mapping[str, object]) -> int:
+    """One Core INSERT that commits by itself: the ORM unit of work and a transaction's
+    BEGIN/COMMIT cost several times more on this hot path, and nothing else is written here."""
+    for attempt in (1, 2):
+        try:
+            with services.db.autocommit.connect() as connection:
+                return int(connection.execute(_INSERT_DELIVERY, values).scalar_one())
+        except DBAPIError as error:
+            # A pooled connection found dead (the database restarted): the pool is renewed,
+            # try once more. Had the first try been committed, the second is a duplicate.
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _answer(status: int, result: str, message: str) -> ResponseReturnValue:

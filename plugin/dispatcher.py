@@ -1,0 +1,102 @@
+"""The workers' side of the web's hand-off: items on a Redis list become RQ jobs, in batches.
+
+An RQ enqueue with its retry policy costs the webhook receiver about as much CPU as the rest
+of the request, and two MULTI/EXEC round trips. The receiver instead appends one small JSON
+item (`RedisQueue.hand_off`, one RPUSH); a thread in every `amends worker` pops up to
+`BATCH` items at a time and enqueues their jobs through one pipeline.
+
+Nothing durable lives only on the list: the receiver answers 200 after the delivery row is
+committed, so an item lost with a dispatcher killed between its pop and its enqueue leaves
+a pending delivery that the sweep enqueues again (actions/sweep.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, cast
+
+from plugin.queue import RedisQueue
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+BLOCK_SECONDS = 1
+PAUSE_AFTER_ERROR_SECONDS = 1.0
+
+
+def dispatch(queue: RedisQueue, block: float | None = BLOCK_SECONDS) -> int:
+    """Move what waits on the hand-off list into RQ; waits up to `block` seconds for a first
+    item (None: does not wait). Returns how many jobs were enqueued."""
+    redis = queue.redis
+    items: list[Any] = []
+    if block:
+        first = redis.blpop([queue.handoff_key], timeout=block)
+        if first is None:
+            return 0
+        items.append(first[1])
+    items.extend(cast(list[Any], redis.lpop(queue.handoff_key, BATCH - len(items)) or []))
+    if not items:
+        return 0
+
+    jobs = []
+    seen: set[str] = set()
+    for raw in items:
+        try:
+            func, args, job_id = json.loads(raw)
+        except (ValueError, TypeError):
+            log.error("hand-off item dropped: not [function, arguments, job id] (%d bytes)", len(raw))
+            continue
+        if job_id in seen:  # one pipeline cannot hold the same job id twice
+            continue
+        seen.add(job_id)
+        jobs.append(queue.rq.prepare_data(func, args, **queue.job_options(job_id, retry=True)))
+    try:
+        with redis.pipeline() as pipe:
+            queue.rq.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    except Exception:
+        _put_back(queue, items)
+        raise
+    return len(jobs)
+
+
+def _put_back(queue: RedisQueue, items: list[Any]) -> None:
+    """Best effort: the items go back to the front of the list; if Redis refuses that too,
+    their deliveries are still pending in the database and the sweep finds them."""
+    try:
+        queue.redis.lpush(queue.handoff_key, *reversed(items))
+    except Exception as error:
+        log.warning("%d hand-off items left to the sweep: %s", len(items), type(error).__name__)
+
+
+def drain(queue: RedisQueue) -> int:
+    """Everything waiting now (a burst worker runs this before its jobs)."""
+    total = 0
+    while moved := dispatch(queue, block=None):
+        total += moved
+    return total
+
+
+def start(queue: RedisQueue) -> threading.Event:
+    """The dispatcher thread of a worker process (a daemon: it stops with the worker, or
+    when the returned event is set)."""
+    stop = threading.Event()
+    threading.Thread(target=_loop, args=(queue, stop), name="amends-dispatcher", daemon=True).start()
+    return stop
+
+
+def _loop(queue: RedisQueue, stop: threading.Event) -> None:
+    failing: str | None = None
+    while not stop.is_set():
+        try:
+            dispatch(queue)
+            if failing:
+                log.info("hand-off dispatcher running again")
+                failing = None
+        except Exception as error:  # Redis down: retry quietly until it is back
+            if failing != type(error).__name__:
+                failing = type(error).__name__
+                log.warning("hand-off dispatcher paused: %s", failing)
+            stop.wait(PAUSE_AFTER_ERROR_SECONDS)
