@@ -12,7 +12,9 @@ shop in Redis, updated atomically by Lua scripts on Redis' own clock:
   the job is retried later without holding a worker.
 - `observe(...)` takes what Shopify reports in `extensions.cost.throttleStatus`: the bucket's
   real size and restore rate, and the level when lower than the model's (the model never
-  believes it has more than Shopify says).
+  believes it has more than Shopify says). It also gives back what a call reserved and did
+  not spend (Shopify refunds a query's requested cost down to its actual cost): without
+  that, every query that asks for more than it spends slows all the shop's calls down.
 - `drain(...)` is the same after a THROTTLED answer; `pause(...)` after a 429 with
   `Retry-After` puts the bucket that far into debt, so no worker calls before then.
 
@@ -68,7 +70,8 @@ return {granted, tostring(wait)}
 """
 
 # KEYS[1] bucket; ARGV: reported available ('' if unknown), maximum ('' if unknown),
-# restore rate ('' if unknown), default maximum, default rate, pause seconds ('' if none).
+# restore rate ('' if unknown), default maximum, default rate, pause seconds ('' if none),
+# points reserved but not spent ('' if none).
 OBSERVE = """
 local key = KEYS[1]
 local t = redis.call('TIME')
@@ -80,6 +83,8 @@ local old_rate = tonumber(s[4]) or rate
 local available = tonumber(s[1]) or maximum
 local at = tonumber(s[2]) or now
 available = math.min(maximum, available + math.max(0, now - at) * old_rate)
+local refund = tonumber(ARGV[7])
+if refund ~= nil and refund > 0 then available = math.min(maximum, available + refund) end
 local reported = tonumber(ARGV[1])
 if reported ~= nil and reported < available then available = reported end
 local pause = tonumber(ARGV[6])
@@ -133,10 +138,16 @@ def reserve(services: Services, shop: str, points: float, max_wait: float = MAX_
 
 
 def observe(
-    services: Services, shop: str, available: float, maximum: float | None, restore_rate: float | None
+    services: Services,
+    shop: str,
+    available: float,
+    maximum: float | None,
+    restore_rate: float | None,
+    unspent: float = 0.0,
 ) -> None:
-    """What Shopify reported after a call (`extensions.cost.throttleStatus`)."""
-    _update(services, shop, available, maximum, restore_rate)
+    """What Shopify reported after a call (`extensions.cost.throttleStatus`); `unspent` is what
+    the call reserved beyond its actual cost, given back before the report caps the level."""
+    _update(services, shop, available, maximum, restore_rate, unspent=unspent)
 
 
 def drain(services: Services, shop: str, available: float | None, restore_rate: float | None) -> None:
@@ -175,6 +186,7 @@ def _update(
     maximum: float | None,
     rate: float | None,
     pause_seconds: float | None = None,
+    unspent: float = 0.0,
 ) -> None:
     if rate is not None and rate <= 0:
         rate = None
@@ -194,12 +206,13 @@ def _update(
                     DEFAULT_MAXIMUM,
                     DEFAULT_RESTORE_RATE,
                     "" if pause_seconds is None else pause_seconds,
+                    unspent if unspent > 0 else "",
                 ],
             )
             return
         except Exception as error:
             log.warning("shop %s: shared budget unavailable (%s); using this process's", shop, error)
-    _local.update(shop, available, maximum, rate, pause_seconds)
+    _local.update(shop, available, maximum, rate, pause_seconds, unspent)
 
 
 _scripts: dict[str, Any] = {}
@@ -244,9 +257,12 @@ class LocalBudget:
         maximum: float | None,
         rate: float | None,
         pause_seconds: float | None = None,
+        unspent: float = 0.0,
     ) -> None:
         with self._lock:
             bucket = self._refilled(shop, time.monotonic())
+            if unspent > 0:
+                bucket.available = min(bucket.maximum, bucket.available + unspent)
             if maximum is not None:
                 bucket.maximum = maximum
                 bucket.available = min(bucket.available, maximum)

@@ -74,6 +74,18 @@ def test_observe_learns_the_bucket_and_never_believes_more_than_shopify_says(hol
     assert budget.snapshot(holder, SHOP).available < 600
 
 
+def test_points_reserved_and_not_spent_are_given_back(holder):
+    budget.observe(holder, SHOP, 100, 100, 1)
+    budget.reserve(holder, SHOP, 55)  # the requested cost: Shopify admits the call only with it
+    # Shopify spent 9 and refunded the rest; its report comes with the refund.
+    budget.observe(holder, SHOP, 91, 100, 1, unspent=55 - 9)
+    assert budget.snapshot(holder, SHOP).available == pytest.approx(91, abs=0.5)
+    # Another worker's reservation Shopify has not seen yet stays taken: the report caps.
+    budget.reserve(holder, SHOP, 20)
+    budget.observe(holder, SHOP, 91, 100, 1, unspent=0)
+    assert budget.snapshot(holder, SHOP).available == pytest.approx(71, abs=0.5)
+
+
 def test_throttled_drains_the_bucket(holder):
     budget.observe(holder, SHOP, 1000, 1000, 50)
     budget.drain(holder, SHOP, 3, 50)

@@ -75,6 +75,30 @@ def test_a_successful_call_reports_its_cost(client, admin):
     assert call.variables == VARIABLES
 
 
+def test_the_order_context_reserves_what_shopify_will_request(client, admin):
+    """The throttle admits a call only when the bucket holds its requested cost: the budget
+    reserves exactly that (too little and the call is THROTTLED; too much slows every call)."""
+    from graphql import OperationDefinitionNode, parse
+
+    from plugin.shopify.orders import ORDER_CONTEXT_COST
+    from plugin.standin.cost import fields_of, requested_cost
+
+    [operation] = [d for d in parse(ORDER_CONTEXT).definitions if isinstance(d, OperationDefinitionNode)]
+    roots = fields_of(operation.selection_set, {})
+    assert requested_cost("query", roots, {}, VARIABLES) == ORDER_CONTEXT_COST
+    assert ORDER_CONTEXT_COST <= 20
+
+
+def test_what_a_call_did_not_spend_goes_back_to_the_budget(services, client, admin):
+    admin.available = 100.0
+    client.graphql(ORDER_CONTEXT, VARIABLES)  # the model learns the fake's bucket
+    before = budget.snapshot(services, SHOP)
+    assert before is not None and before.available < 101.0
+    client.graphql(ORDER_CONTEXT, VARIABLES, cost=50)  # reserves 50; the fake spends 10
+    after = budget.snapshot(services, SHOP)
+    assert after is not None and after.available >= before.available - 10 - 0.5
+
+
 def test_throttled_waits_for_the_bucket_to_refill_then_retries(client, admin):
     # 20 requested, 2 available, 100 points a second: about 0.18 s to wait.
     admin.fail_next("order", throttled(available=2.0, restore_rate=100.0, requested=20.0))

@@ -5,7 +5,9 @@
   `ShopifyRetryableError(retry_after=…)` so the job is retried later without holding a worker.
 - A 401 refreshes the token once and retries once; a second 401 is `ShopifyAuthError`.
 - Every call first takes its points from the shop's shared budget, so all workers together
-  stay within the shop's limit.
+  stay within the shop's limit. A caller passes its document's requested cost (Shopify admits
+  a call only when the bucket holds that much); what the call did not spend is given back to
+  the shared model once Shopify reports the actual cost.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ class ShopifyClient:
         """Run one document; return its `data`. Raises a ShopifyError subclass otherwise."""
         refreshed = False
         rejected: str | None = None
+        reserve = float(cost)
         for attempt in range(1, MAX_INLINE_ATTEMPTS + 1):
-            budget.acquire(self.services, self.shop, cost)
+            budget.acquire(self.services, self.shop, reserve)
             token = self.fixed_token or tokens.access_token(
                 self.services, self.shop, force_refresh=refreshed, rejected=rejected
             )
@@ -111,7 +114,7 @@ class ShopifyClient:
             if not isinstance(body, dict):
                 # A proxy or an outage page can answer JSON that is not a GraphQL response.
                 raise ShopifyRetryableError(f"{self.shop}: Admin API answered non-JSON (not an object)")
-            cost_info = self._record_cost(body)
+            cost_info = self._record_cost(body, reserve)
             errors = body.get("errors")
             if errors:
                 if _throttled(errors):
@@ -143,7 +146,7 @@ class ShopifyClient:
                 f"{self.shop}: {type(error).__name__} reaching the Admin API"
             ) from error
 
-    def _record_cost(self, body: dict[str, Any]) -> Cost:
+    def _record_cost(self, body: dict[str, Any], reserved: float) -> Cost:
         raw = (body.get("extensions") or {}).get("cost") or {}
         status = raw.get("throttleStatus") or {}
         cost = Cost(
@@ -155,8 +158,12 @@ class ShopifyClient:
         )
         self.points_used += cost.actual
         self.last_cost = cost
+        # A THROTTLED answer has no actual cost: nothing was spent, and `drain` takes over.
+        unspent = reserved - cost.actual if raw.get("actualQueryCost") is not None else 0.0
         if cost.available is not None:
-            budget.observe(self.services, self.shop, cost.available, cost.maximum, cost.restore_rate)
+            budget.observe(
+                self.services, self.shop, cost.available, cost.maximum, cost.restore_rate, unspent=unspent
+            )
         return cost
 
 
