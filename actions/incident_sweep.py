@@ -2,11 +2,12 @@
 
 An enqueue can be lost (Redis down at the wrong moment, a worker killed mid-job and RQ not
 noticing for minutes, a job that used up its retries). The database says what is done — the
-apology `Message` (sent or skipped), the `Task`, the "fixed" `Message` — so every few minutes
-this job looks for incidents whose step is still not done a while after it was due, and
-enqueues that step again. The steps are idempotent, so a re-enqueue that races a slow first
-run costs nothing. An apology still not out a day after it was due is handed to a person
-(needs attention) instead of being retried for ever.
+apology `Message` (sent or skipped), the `Task`, the "fixed" `Message` — so every `INTERVAL`
+sweep intervals (SWEEP_SECONDS: every 5 minutes by default) this job looks for incidents whose
+step is still not done `STALE` intervals (10 minutes) after it was due, and enqueues that step
+again. The steps are idempotent, so a re-enqueue that races a slow first run costs nothing.
+An apology still not out a day after it was due is handed to a person (needs attention)
+instead of being retried for ever.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from plugin.settings import Settings, load
 log = logging.getLogger(__name__)
 
 SWEEP_INCIDENTS = "actions.incident_sweep.sweep_incidents"
-INTERVAL_SECONDS = 300
-STALE = timedelta(minutes=10)  # a step this late after it was due was lost, not slow
+# In sweep intervals (SWEEP_SECONDS).
+INTERVAL = 5
+STALE = 10  # a step this late after it was due was lost, not slow
 GIVE_UP = timedelta(hours=24)
 LOOKBACK = timedelta(days=7)
 BATCH = 500
@@ -50,7 +52,7 @@ class SweepReport:
 
 def sweep_incidents() -> None:
     services = current()
-    periodic.schedule_next(services, SWEEP_INCIDENTS, INTERVAL_SECONDS)
+    periodic.schedule_next(services, SWEEP_INCIDENTS, INTERVAL * services.config.sweep_seconds)
     report = sweep(services)
     if report.apologies or report.follow_ups or report.notices or report.given_up:
         log.warning(
@@ -64,11 +66,12 @@ def sweep_incidents() -> None:
 
 def sweep(services: Services, now: datetime | None = None) -> SweepReport:
     now = now or utcnow()
+    stale = timedelta(seconds=STALE * services.config.sweep_seconds)
     report = SweepReport()
     with services.db.session() as session:
-        _apologies(session, now, report)
-        _follow_ups(session, now, report)
-        _notices(session, now, report)
+        _apologies(session, now, stale, report)
+        _follow_ups(session, now, stale, report)
+        _notices(session, now, stale, report)
     for incident_id in report.apologies:
         _enqueue(services, SEND_APOLOGY, incident_id, f"apology-{incident_id}")
     for incident_id in report.follow_ups:
@@ -82,7 +85,7 @@ def _installed() -> ColumnElement[bool]:
     return and_(Shop.installed_at.is_not(None), Shop.uninstalled_at.is_(None))
 
 
-def _apologies(session: Session, now: datetime, report: SweepReport) -> None:
+def _apologies(session: Session, now: datetime, stale: timedelta, report: SweepReport) -> None:
     apology = aliased(Message)
     rows = session.execute(
         select(Incident, apology)
@@ -92,7 +95,7 @@ def _apologies(session: Session, now: datetime, report: SweepReport) -> None:
             _installed(),
             Incident.needs_attention.is_(None),
             Incident.opened_at >= now - LOOKBACK,
-            Incident.opened_at <= now - STALE,
+            Incident.opened_at <= now - stale,
             (apology.id.is_(None)) | (apology.state == PENDING),
         )
         .order_by(Incident.id)
@@ -108,7 +111,7 @@ def _apologies(session: Session, now: datetime, report: SweepReport) -> None:
             settings[incident.shop_id] = load(session, incident.shop_id)
         delay = timedelta(minutes=settings[incident.shop_id].kind(incident.kind).delay_minutes)
         due = incident.opened_at + delay
-        if now - due < STALE:
+        if now - due < stale:
             continue
         if now - due > GIVE_UP:
             last_error = f" (last error: {message.error})" if message is not None and message.error else ""
@@ -125,7 +128,7 @@ def _apologies(session: Session, now: datetime, report: SweepReport) -> None:
         report.apologies.append(incident.id)
 
 
-def _follow_ups(session: Session, now: datetime, report: SweepReport) -> None:
+def _follow_ups(session: Session, now: datetime, stale: timedelta, report: SweepReport) -> None:
     rows = session.scalars(
         select(Incident.id)
         .join(Shop, Shop.id == Incident.shop_id)
@@ -134,7 +137,7 @@ def _follow_ups(session: Session, now: datetime, report: SweepReport) -> None:
             _installed(),
             Task.id.is_(None),
             Incident.opened_at >= now - LOOKBACK,
-            Incident.opened_at <= now - STALE,
+            Incident.opened_at <= now - stale,
         )
         .order_by(Incident.id)
         .limit(BATCH)
@@ -142,7 +145,7 @@ def _follow_ups(session: Session, now: datetime, report: SweepReport) -> None:
     report.follow_ups.extend(rows)
 
 
-def _notices(session: Session, now: datetime, report: SweepReport) -> None:
+def _notices(session: Session, now: datetime, stale: timedelta, report: SweepReport) -> None:
     apology = aliased(Message)
     fixed = aliased(Message)
     rows = session.execute(
@@ -155,7 +158,7 @@ def _notices(session: Session, now: datetime, report: SweepReport) -> None:
             Incident.needs_attention.is_(None),
             Incident.resolved_at.is_not(None),
             Incident.resolved_at >= now - LOOKBACK,
-            Incident.resolved_at <= now - STALE,
+            Incident.resolved_at <= now - stale,
             apology.state.in_((SENT, SKIPPED, FAILED)),
             (fixed.id.is_(None)) | (fixed.state == PENDING),
         )

@@ -1,10 +1,11 @@
 """The periodic sweep: what our durable state says is unfinished gets enqueued again.
 
 A delivery is recorded before it is enqueued; if the queue was down (or lost the job, or gave
-up retrying), the delivery is still "pending" in the database. Every minute the sweep
-re-enqueues the deliveries pending for longer than `STALE_AFTER`, and gives up (state
-"failed") on those tried `MAX_ATTEMPTS` times. It does the same for incidents whose order
-context is still to be read. Running a job twice is harmless: each one checks the state first.
+up retrying), the delivery is still "pending" in the database. Every SWEEP_SECONDS (a minute
+by default) the sweep re-enqueues the deliveries pending for longer than `STALE_AFTER` sweep
+intervals, and gives up (state "failed") on those tried `MAX_ATTEMPTS` times. It does the
+same for incidents whose order context is still to be read. Running a job twice is harmless:
+each one checks the state first.
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ from plugin.services import Services, current
 log = logging.getLogger(__name__)
 
 SWEEP = "actions.sweep.sweep"
-STALE_AFTER = timedelta(minutes=2)
-CONTEXT_STALE_AFTER = timedelta(minutes=10)
+# In sweep intervals (SWEEP_SECONDS): pending this long, a delivery was lost, not slow.
+STALE_AFTER = 2
+CONTEXT_STALE_AFTER = 10
 BATCH = 500
 
 
 def sweep() -> dict[str, int]:
     services = current()
     # The next run is scheduled first, so a failing sweep does not stop the sweeping.
-    periodic.schedule_next(services, SWEEP, periodic.SCHEDULE.get(SWEEP, 60))
+    periodic.schedule_next(services, SWEEP, services.config.sweep_seconds)
     counts = {"deliveries": sweep_deliveries(services), "contexts": sweep_contexts(services)}
     counts["failed"] = give_up(services)
     if any(counts.values()):
@@ -42,7 +44,7 @@ def sweep() -> dict[str, int]:
 
 
 def sweep_deliveries(services: Services) -> int:
-    cutoff = utcnow() - STALE_AFTER
+    cutoff = utcnow() - timedelta(seconds=STALE_AFTER * services.config.sweep_seconds)
     with services.db.session() as session:
         ids = session.scalars(
             select(Delivery.id)
@@ -71,7 +73,7 @@ def give_up(services: Services) -> int:
 
 
 def sweep_contexts(services: Services) -> int:
-    cutoff = utcnow() - CONTEXT_STALE_AFTER
+    cutoff = utcnow() - timedelta(seconds=CONTEXT_STALE_AFTER * services.config.sweep_seconds)
     with services.db.session() as session:
         candidates = session.execute(
             select(Incident.id, Incident.missing)

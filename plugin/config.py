@@ -64,6 +64,11 @@ class Config:
     register_webhooks: bool = False
     queue_name: str = "amends"
     webhook_max_bytes: int = 1_000_000
+    # How often the workers look for lost work: RQ's maintenance (abandoned jobs, a dead
+    # worker's scheduler lock) and the delivery sweep run every `sweep_seconds`, the incident
+    # sweep every 5×; a delivery pending 2× this long, or an incident step 10× past due, is
+    # redone. Lower means a crash or outage is recovered from sooner, for more queries.
+    sweep_seconds: int = 60
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -165,6 +170,14 @@ def _parse(env: dict[str, str]) -> Config:
         problems.append("WEBHOOK_MAX_BYTES must be a whole number of bytes.")
         max_bytes = defaults.webhook_max_bytes
 
+    try:
+        sweep_seconds = int(get("SWEEP_SECONDS") or defaults.sweep_seconds)
+    except ValueError:
+        sweep_seconds = 0
+    if sweep_seconds < 1:
+        problems.append("SWEEP_SECONDS must be a whole number of seconds, 1 or more.")
+        sweep_seconds = defaults.sweep_seconds
+
     if problems:
         raise ConfigError(problems)
 
@@ -184,6 +197,7 @@ def _parse(env: dict[str, str]) -> Config:
         shopify_admin_base=admin_base.rstrip("/"),
         register_webhooks=register_webhooks in ("1", "true", "yes"),
         webhook_max_bytes=max_bytes,
+        sweep_seconds=sweep_seconds,
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
     )
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from plugin.services import Services
 
-# dotted path → seconds between runs. Filled by the features that need them.
+# dotted path → seconds between runs. Filled by the features that need them. The two recovery
+# sweeps run every 1× and 5× SWEEP_SECONDS (plugin/config.py); shown here at its default.
 SCHEDULE: dict[str, int] = {
     # Re-enqueue deliveries (and order-context reads) the queue lost or gave up on.
     "actions.sweep.sweep": 60,

@@ -11,11 +11,12 @@ from plugin.services import Services
 # RQ's maintenance pass (default every 10 min) is also when a worker takes over the scheduler
 # lock of a worker that died and requeues jobs abandoned by a killed worker. Until then
 # delayed jobs, retries and the periodic sweeps wait: after a Redis outage or a SIGKILL that
-# was up to 10 minutes of nothing. Every minute keeps recovery prompt, for little Redis work.
-MAINTENANCE_SECONDS = 60
+# was up to 10 minutes of nothing. It runs every SWEEP_SECONDS (a minute by default): prompt
+# recovery for little Redis work.
 # An idle worker waits for a job up to (worker TTL - 15 s) before it looks at maintenance
-# again (default 405 s): a shorter TTL lets an idle worker notice the above within a minute.
-WORKER_TTL_SECONDS = 60
+# again (default 405 s): a TTL of SWEEP_SECONDS lets it notice the above as often (RQ needs
+# the TTL above 15 s).
+MIN_WORKER_TTL_SECONDS = 20
 
 
 def run_worker(services: Services, burst: bool = False, fork: bool = False) -> bool:
@@ -33,7 +34,7 @@ def run_worker(services: Services, burst: bool = False, fork: bool = False) -> b
         [queue.rq],
         connection=queue.redis,
         serializer=queue.rq.serializer,
-        maintenance_interval=MAINTENANCE_SECONDS,
-        worker_ttl=WORKER_TTL_SECONDS,
+        maintenance_interval=services.config.sweep_seconds,
+        worker_ttl=max(MIN_WORKER_TTL_SECONDS, services.config.sweep_seconds),
     )
     return worker.work(burst=burst, with_scheduler=True)

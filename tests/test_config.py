@@ -45,6 +45,8 @@ def test_each_missing_value_is_named(name):
         ("SECRET_KEY", "short", "SECRET_KEY must be at least 32 characters"),
         ("TOKEN_ENCRYPTION_KEYS", "not-a-key", "TOKEN_ENCRYPTION_KEYS must be comma-separated"),
         ("WEBHOOK_MAX_BYTES", "lots", "WEBHOOK_MAX_BYTES must be a whole number"),
+        ("SWEEP_SECONDS", "soon", "SWEEP_SECONDS must be a whole number of seconds"),
+        ("SWEEP_SECONDS", "0", "SWEEP_SECONDS must be a whole number of seconds"),
         ("AMENDS_ENV", "staging", "AMENDS_ENV must be one of"),
     ],
 )
@@ -53,6 +55,11 @@ def test_each_malformed_value_is_explained(name, value, expected):
         Config.from_env({**PRODUCTION, name: value})
     assert len(error.value.problems) == 1
     assert error.value.problems[0].startswith(expected)
+
+
+def test_sweep_seconds_default_to_a_minute_and_can_be_set():
+    assert Config.from_env(PRODUCTION).sweep_seconds == 60
+    assert Config.from_env({**PRODUCTION, "SWEEP_SECONDS": "5"}).sweep_seconds == 5
 
 
 def test_every_problem_is_reported_at_once():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -100,3 +101,11 @@ def test_the_sweep_is_periodic(mail_services):
         (),
         "periodic-actions-incident_sweep-sweep_incidents",
     ) in queued(mail_services)
+
+
+def test_sweep_seconds_set_how_late_a_step_is_lost(mail_services, admin, shop_id):
+    # Ten sweep intervals late is lost: 10 minutes by default, 1 minute at SWEEP_SECONDS=6.
+    lost = make_incident(mail_services, shop_id, opened_at=utcnow() - timedelta(minutes=2))
+    assert sweep(mail_services).apologies == []
+    quick = replace(mail_services, config=mail_services.config.with_overrides(sweep_seconds=6))
+    assert sweep(quick).apologies == [lost]
