@@ -30,6 +30,15 @@ def test_smtp_delivers_text_and_html(smtp_server):
     assert message.get_body(("html",)).get_content().strip() == "<p>Hello <b>Jane</b></p>"
 
 
+def test_a_server_without_tls_costs_no_tls_context(smtp_server):
+    # Building one loads the CA bundle (~20 ms of CPU): only for servers that speak TLS, once.
+    transport = SmtpTransport(smtp_server.url)
+    transport.send(email())
+    transport.send(email(message_id="<second@amends.test>"))
+    assert transport._tls is None
+    assert transport.tls is transport.tls
+
+
 def test_smtp_4xx_is_retryable_then_succeeds(smtp_server):
     smtp_server.fail_next("451 4.3.0 Try again later")
     transport = SmtpTransport(smtp_server.url)
