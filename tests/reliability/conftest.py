@@ -1,8 +1,9 @@
 """The reliability suite: real processes, injected faults. PostgreSQL only (production shape),
-so `.ci/run` runs it once, in its PostgreSQL pass.
+so `.ci/run` runs it in its PostgreSQL steps.
 
 Scale with RELIABILITY_INCIDENTS (incidents per fault scenario) and
-RELIABILITY_OUTAGE_SECONDS (the issue's 30 s outages; the SMTP outage is 4× and 2× that).
+RELIABILITY_OUTAGE_SECONDS (the issue's 30 s outages; the SMTP outage is 4× and 2× that);
+RELIABILITY_SWEEP_SECONDS is the deployments' SWEEP_SECONDS (10; production's is 60).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = pytest.mark.skip(reason="the reliability suite runs against PostgreSQL (TEST_DATABASE=postgres)")
-    # The fault scenarios start whole deployments and take about 5 minutes each at CI scale:
-    # they run when asked for, not in every pass (see the README's Reliability section).
+    # The fault scenarios start whole deployments (a minute or more each): they run when asked
+    # for, as `.ci/run` does in a step of their own, not in every pass.
     faults_off = pytest.mark.skip(reason="fault scenarios run with RELIABILITY_FAULTS=1")
     for item in items:
         if HERE in Path(str(item.fspath)).parents:

@@ -32,6 +32,9 @@ from tests.services import flush_redis
 INCIDENTS = int(os.environ.get("RELIABILITY_INCIDENTS", "1000"))
 OUTAGE_SECONDS = float(os.environ.get("RELIABILITY_OUTAGE_SECONDS", "30"))
 WORKERS = int(os.environ.get("RELIABILITY_WORKERS", "3"))
+# The deployment's SWEEP_SECONDS (production: 60). Lost work is found by the same sweeps and
+# RQ maintenance, 6× as often: a recovery takes a minute or two, not several.
+SWEEP_SECONDS = int(os.environ.get("RELIABILITY_SWEEP_SECONDS", "10"))
 ACCESS_TOKEN = "shpat_reliability_" + "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 REFRESH_TOKEN = "shprt_reliability_" + "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -79,6 +82,7 @@ class Deployment:
                 "worker kills / restarts": f"{self.stack.workers.killed} / {self.stack.workers.restarts}"
                 if self.stack.workers
                 else "-",
+                "SWEEP_SECONDS": SWEEP_SECONDS,
             }
         )
         if out.duplicated:
@@ -220,6 +224,7 @@ def deploy(
 
     from tests.services import REDIS_BASE_URL
 
+    stack_options["extra_env"] = {"SWEEP_SECONDS": str(SWEEP_SECONDS), **stack_options.get("extra_env", {})}
     redis = Redis.from_url(f"{REDIS_BASE_URL}/{redis_db}")
     flush_redis(redis)
     standin = StandIn(client_id=API_KEY, seed=11).start()
