@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,18 @@ MAX_INLINE_ATTEMPTS = 4
 DEFAULT_COST = 10  # a mutation costs about 10 points
 
 
+_shared: tuple[int, requests.Session] | None = None
+
+
+def shared_session() -> requests.Session:
+    """One HTTP session per process, so calls to the Admin API reuse their connections (a TLS
+    handshake and CA bundle load each time otherwise). Made after a fork, never inherited."""
+    global _shared
+    if _shared is None or _shared[0] != os.getpid():
+        _shared = (os.getpid(), requests.Session())
+    return _shared[1]
+
+
 @dataclass
 class Cost:
     requested: float = 0
@@ -59,7 +72,7 @@ class ShopifyClient:
         self.services = services
         self.shop = shop_domain
         self.fixed_token = token
-        self.http = session or requests.Session()
+        self.http = session or shared_session()
         config = services.config
         base = config.shopify_admin_base.replace("{shop}", shop_domain)
         self.url = f"{base}/admin/api/{config.shopify_api_version}/graphql.json"
