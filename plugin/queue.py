@@ -54,7 +54,7 @@ class JobQueue(Protocol):
         retry: bool = True,
     ) -> None: ...
 
-    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None: ...
+    def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None: ...
 
     def ping(self) -> None: ...
 
@@ -98,10 +98,13 @@ class RedisQueue:
         else:
             self.rq.enqueue(func, *args, **options)
 
-    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None:
-        """Enqueue in one round trip: an item on a Redis list that a worker's dispatcher
-        turns into the job (see plugin/dispatcher.py). For the web's hot path."""
-        self.redis.rpush(self.handoff_key, json.dumps([func, args, job_id]))
+    def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None:
+        """Enqueue (function, arguments, job id) triples in one round trip: items on a Redis
+        list that a worker's dispatcher turns into jobs (plugin/dispatcher.py). For the web's
+        hot path, where RQ's own enqueue costs as much as the rest of the request."""
+        self.redis.rpush(
+            self.handoff_key, *(json.dumps([func, list(args), job_id]) for func, args, job_id in jobs)
+        )
 
     def ping(self) -> None:
         self.redis.ping()
@@ -145,8 +148,9 @@ class EmbeddedQueue:
             heapq.heappush(self._heap, (run_at, next(self._counter), func, args, tries_left))
             self._wakeup.notify()
 
-    def hand_off(self, func: str, *args: JsonArg, job_id: str) -> None:
-        self.enqueue(func, *args, job_id=job_id)
+    def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None:
+        for func, args, job_id in jobs:
+            self.enqueue(func, *args, job_id=job_id)
 
     def close(self) -> None:
         with self._wakeup:

@@ -34,7 +34,7 @@ def job(queue: RedisQueue, job_id: str) -> Job:
 
 
 def test_a_hand_off_is_one_list_item_until_a_dispatcher_enqueues_it(queue):
-    queue.hand_off("tests.jobs.mark", "<a@test>", 7, job_id="delivery-7")
+    queue.hand_off_many([("tests.jobs.mark", ["<a@test>", 7], "delivery-7")])
 
     assert queue.redis.llen(queue.handoff_key) == 1
     assert queue.rq.count == 0
@@ -52,7 +52,7 @@ def test_a_hand_off_is_one_list_item_until_a_dispatcher_enqueues_it(queue):
 def test_a_long_list_is_moved_in_batches_and_nothing_is_lost(queue):
     count = dispatcher.BATCH * 2 + 17
     for n in range(count):
-        queue.hand_off("tests.jobs.mark", n, job_id=f"d-{n}")
+        queue.hand_off_many([("tests.jobs.mark", [n], f"d-{n}")])
 
     assert dispatcher.dispatch(queue, block=None) == dispatcher.BATCH
     assert dispatcher.drain(queue) == count - dispatcher.BATCH
@@ -60,9 +60,9 @@ def test_a_long_list_is_moved_in_batches_and_nothing_is_lost(queue):
 
 
 def test_a_malformed_item_is_dropped_and_logged_and_the_rest_enqueued(queue, caplog):
-    queue.hand_off("tests.jobs.mark", 1, job_id="d-1")
+    queue.hand_off_many([("tests.jobs.mark", [1], "d-1")])
     queue.redis.rpush(queue.handoff_key, b"\xff not json", json.dumps({"func": "x"}))
-    queue.hand_off("tests.jobs.mark", 2, job_id="d-2")
+    queue.hand_off_many([("tests.jobs.mark", [2], "d-2")])
 
     with caplog.at_level(logging.ERROR, logger="plugin.dispatcher"):
         assert dispatcher.drain(queue) == 2
@@ -72,8 +72,8 @@ def test_a_malformed_item_is_dropped_and_logged_and_the_rest_enqueued(queue, cap
 
 
 def test_the_same_job_twice_in_one_batch_is_enqueued_once(queue):
-    queue.hand_off("tests.jobs.mark", 5, job_id="delivery-5")
-    queue.hand_off("tests.jobs.mark", 5, job_id="delivery-5")
+    queue.hand_off_many([("tests.jobs.mark", [5], "delivery-5")])
+    queue.hand_off_many([("tests.jobs.mark", [5], "delivery-5")])
 
     assert dispatcher.drain(queue) == 1
     assert queue.rq.job_ids == ["delivery-5"]
@@ -88,7 +88,7 @@ def test_items_go_back_on_the_list_when_redis_refuses_the_enqueue(queue, redis_u
     limited = RedisQueue(redis_url.replace("redis://", f"redis://{user}@"), name=queue.rq.name)
     try:
         for n in range(3):
-            queue.hand_off("tests.jobs.mark", n, job_id=f"d-{n}")
+            queue.hand_off_many([("tests.jobs.mark", [n], f"d-{n}")])
         with pytest.raises(Exception, match="permission"):
             dispatcher.dispatch(limited, block=None)
         # Nothing lost, order kept: the next dispatcher with the right to write takes them.
@@ -104,7 +104,7 @@ def test_items_go_back_on_the_list_when_redis_refuses_the_enqueue(queue, redis_u
 def test_the_dispatcher_thread_enqueues_what_is_handed_off(queue):
     stop = dispatcher.start(queue)
     try:
-        queue.hand_off("tests.jobs.mark", 1, job_id="d-thread")
+        queue.hand_off_many([("tests.jobs.mark", [1], "d-thread")])
         deadline = time.monotonic() + 10
         while "d-thread" not in queue.rq.job_ids and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -118,7 +118,7 @@ def test_a_burst_worker_first_takes_what_was_handed_off(database_url, redis_url)
     app = create_app(make_config(database_url, redis_url=redis_url))
     services = app.extensions["amends"]
     try:
-        services.queue.hand_off("tests.jobs.fail_once_then_mark", "k1", job_id="handed-k1")
+        services.queue.hand_off_many([("tests.jobs.fail_once_then_mark", ["k1"], "handed-k1")])
         run_worker(services, burst=True)
         # Its first attempt failed on purpose: the retry policy came with the hand-off.
         assert int(services.redis.get("attempts:k1")) == 1

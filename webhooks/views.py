@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Table
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from actions import topics
-from actions.deliveries import PROCESS_DELIVERY
-from plugin.models import Delivery
 from plugin.services import Services
+from webhooks.recorder import Recorder
 from webhooks.verify import Rejected, verify
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("webhooks", __name__)
-
-_DELIVERIES = cast(Table, Delivery.__table__)
-_INSERT_DELIVERY = _DELIVERIES.insert().returning(_DELIVERIES.c.id)
 
 
 @blueprint.route("/webhooks", methods=["POST"])
@@ -71,25 +64,23 @@ def receive() -> ResponseReturnValue:
         "state": "pending" if skip is None else "ignored",
         "reason": skip,
     }
+    recorder: Recorder = current_app.extensions["amends.recorder"]
     try:
-        delivery_id = _record(services, values)
-    except IntegrityError:
-        log.info("webhook %s (%s) is a duplicate", verdict.webhook_id, verdict.topic)
-        return _answer(200, "duplicate", "already received")
+        delivery_id, handed_off = recorder.record(values)
     except SQLAlchemyError as error:
         # Not stored, so not acknowledged: Shopify will retry.
         log.error("webhook %s not recorded: %s", verdict.webhook_id, type(error).__name__)
         return _answer(503, "unavailable", "could not record the delivery; retry later")
-
-    if skip is None:
-        try:
-            services.queue.hand_off(PROCESS_DELIVERY, delivery_id, job_id=f"delivery-{delivery_id}")
-        except Exception as error:
-            # Recorded, so acknowledged: the sweep enqueues it once the queue is back.
-            log.error("delivery %s recorded but not enqueued: %s", delivery_id, type(error).__name__)
-    else:
+    if delivery_id is None:
+        log.info("webhook %s (%s) is a duplicate", verdict.webhook_id, verdict.topic)
+        return _answer(200, "duplicate", "already received")
+    if skip is not None:
         log.info("webhook %s (%s) ignored: %s", verdict.webhook_id, verdict.topic, skip)
-    return _answer(200, "accepted" if skip is None else "ignored", skip or "recorded")
+        return _answer(200, "ignored", skip)
+    if not handed_off:
+        # Recorded, so acknowledged: the sweep enqueues it once the queue is back.
+        log.error("delivery %s recorded but not enqueued: the queue is unavailable", delivery_id)
+    return _answer(200, "accepted", "recorded")
 
 
 _MESSAGES = {
@@ -104,21 +95,6 @@ _MESSAGES = {
     "not_json": "the body is not valid JSON",
     "not_an_object": "the body must be a JSON object",
 }
-
-
-def _record(services: Services, values: Mapping[str, object]) -> int:
-    """One Core INSERT that commits by itself: the ORM unit of work and a transaction's
-    BEGIN/COMMIT cost several times more on this hot path, and nothing else is written here."""
-    for attempt in (1, 2):
-        try:
-            with services.db.autocommit.connect() as connection:
-                return int(connection.execute(_INSERT_DELIVERY, values).scalar_one())
-        except DBAPIError as error:
-            # A pooled connection found dead (the database restarted): the pool is renewed,
-            # try once more. Had the first try been committed, the second is a duplicate.
-            if attempt == 2 or not error.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _answer(status: int, result: str, message: str) -> ResponseReturnValue:

@@ -1,0 +1,156 @@
+"""Group commit in the receiver: rows that arrive while a commit is in flight share the next
+one, each request still learns its own outcome, and a failed commit fails every row in it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from plugin.models import Delivery
+from tests import services as real
+from tests.conftest import make_config
+from webhooks.recorder import Recorder
+from wsgi import create_app
+
+
+def row(webhook_id: str, state: str = "pending") -> dict[str, Any]:
+    return {
+        "webhook_id": webhook_id,
+        "topic": "fulfillment_events/create",
+        "shop_domain": "shop.myshopify.com",
+        "event_id": None,
+        "api_version": "2026-07",
+        "triggered_at": None,
+        "payload": "{}" if state == "pending" else None,
+        "state": state,
+        "reason": None if state == "pending" else "not handled",
+    }
+
+
+@pytest.fixture
+def recorder(services):
+    real.empty_tables(services.db.engine)
+    return Recorder(services)
+
+
+def statements(engine: sa.Engine) -> list[int]:
+    """Counts INSERTs on `engine` (rows per statement), as PostgreSQL/SQLite receive them."""
+    seen: list[int] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO deliveries"):
+            seen.append(statement.count("(%(webhook_id") + statement.count("(?") or 1)
+
+    return seen
+
+
+def hold_write_lock(services) -> tuple[threading.Event, threading.Thread]:
+    """A transaction in another connection that blocks writes to deliveries until released."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        engine = sa.create_engine(services.db.url)
+        try:
+            with engine.connect() as connection:
+                if services.db.dialect == "postgresql":
+                    connection.execute(sa.text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
+                else:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                locked.set()
+                release.wait(30)
+                connection.rollback()
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    return release, thread
+
+
+def test_rows_that_wait_for_a_commit_share_the_next_one(services, recorder):
+    inserts = statements(services.db.autocommit)
+    release, holder = hold_write_lock(services)
+    results: dict[str, tuple[int | None, bool]] = {}
+    ids = [f"w-{n}" for n in range(12)] + ["w-3"]  # one webhook id sent twice at once
+
+    def send(webhook_id: str) -> None:
+        results.setdefault(webhook_id, recorder.record(row(webhook_id)))
+
+    first = threading.Thread(target=send, args=(ids[0],))
+    first.start()
+    deadline = time.monotonic() + 10  # the first row's INSERT is now blocked by the lock
+    while not recorder._writing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outcomes: list[tuple[str, tuple[int | None, bool]]] = []
+    lock = threading.Lock()
+
+    def send_and_note(webhook_id: str) -> None:
+        outcome = recorder.record(row(webhook_id))
+        with lock:
+            outcomes.append((webhook_id, outcome))
+
+    others = [threading.Thread(target=send_and_note, args=(w,)) for w in ids[1:]]
+    for thread in others:
+        thread.start()
+    while len(recorder._waiting) < len(others) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in [first, *others, holder]:
+        thread.join(30)
+
+    with services.db.session() as session:
+        stored = dict(session.execute(sa.select(Delivery.webhook_id, Delivery.id)).all())
+    # Every row committed once; each request got its own id back and was handed off; the
+    # second "w-3" learned it was a duplicate.
+    assert sorted(stored) == sorted(set(ids))
+    got = [results[ids[0]], *(outcome for _, outcome in outcomes)]
+    assert sorted(i for i, _ in got if i is not None) == sorted(stored.values())
+    assert [o for w, o in outcomes if w == "w-3"].count((None, False)) == 1
+    assert all(handed for i, handed in got if i is not None)
+    # Two statements: the first row alone, then the twelve that waited for it.
+    assert inserts == [1, 12]
+    assert services.queue.wait_idle(10)  # the handed-off jobs (unknown shop: ignored)
+
+
+def test_a_failed_commit_fails_every_row_in_it_and_records_nothing(database_url, services):
+    down = create_app(make_config(f"postgresql+psycopg://postgres@127.0.0.1:{real.free_port()}/x"))
+    broken = down.extensions["amends.recorder"]
+    errors: list[BaseException] = []
+
+    def send(n: int) -> None:
+        try:
+            broken.record(row(f"x-{n}"))
+        except Exception as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    down.extensions["amends"].close()
+    assert len(errors) == 6
+    assert all(isinstance(e, sa.exc.OperationalError) for e in errors)
+
+
+def test_an_ignored_topic_is_recorded_but_not_handed_off(database_url, redis_url):
+    app = create_app(make_config(database_url, redis_url=redis_url))
+    services = app.extensions["amends"]
+    real.empty_tables(services.db.engine)
+    try:
+        recorder = app.extensions["amends.recorder"]
+        delivery_id, handed_off = recorder.record(row(f"i-{uuid.uuid4()}", state="ignored"))
+        assert delivery_id is not None and handed_off is False
+        assert services.redis.llen(services.queue.handoff_key) == 0
+        delivery_id, handed_off = recorder.record(row(f"p-{uuid.uuid4()}"))
+        assert handed_off is True
+        assert services.redis.llen(services.queue.handoff_key) == 1
+    finally:
+        services.close()
