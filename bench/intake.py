@@ -75,6 +75,19 @@ def count_deliveries(engine: sa.Engine) -> int:
         return int(connection.execute(sa.text("SELECT count(*) FROM deliveries")).scalar_one())
 
 
+def last_delivery_id(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text("SELECT coalesce(max(id), 0) FROM deliveries")).scalar_one())
+
+
+def commits_since(engine: sa.Engine, after_id: int) -> int:
+    """Transactions that inserted the deliveries after `after_id`: rows sharing a commit
+    share their xmin (group commit, webhooks/recorder.py)."""
+    with engine.connect() as connection:
+        query = sa.text("SELECT count(DISTINCT xmin::text) FROM deliveries WHERE id > :after")
+        return int(connection.execute(query, {"after": after_id}).scalar_one())
+
+
 def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> dict[str, Any]:
     duration = 8.0 if quick else 20.0
     rounds = 1 if quick else 3
@@ -125,6 +138,7 @@ def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> 
                 ("no_work", amends_url, no_work),
             ):
                 before = count_deliveries(engine) if kind == "work" else 0
+                last_id = last_delivery_id(engine) if kind == "work" else 0
                 meters[url].start()
                 result = wrk.run(
                     f"{kind}-{number}",
@@ -150,7 +164,10 @@ def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> 
                     time.sleep(0.5)
                     rows = count_deliveries(engine) - before
                     acknowledged = result.requests - result.errors.get("status", 0)
-                    recorded.append({"acknowledged": acknowledged, "recorded": rows})
+                    commits = commits_since(engine, last_id)
+                    recorded.append({"acknowledged": acknowledged, "recorded": rows, "commits": commits})
+                    per_commit = rows / max(commits, 1)
+                    log(f"  B1 work: {rows} deliveries in {commits} commits ({per_commit:.1f} per commit)")
                     stack.flush_queue()
 
         summary = {kind: _median(found) for kind, found in runs.items()}
