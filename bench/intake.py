@@ -1,6 +1,6 @@
 """B1. Intake: how many signed deliveries per second `/webhooks` acknowledges, and how fast.
 
-Three servers under the same gunicorn configuration (2 sync workers) and the same load
+Three servers under the same gunicorn configuration (2 processes, gunicorn.conf.py) and the same load
 (`wrk -t1 -c8`, fresh webhook id per request):
   baseline  bench/baseline_app.py: verify the HMAC, answer 200;
   work      Amends with `delayed` fulfillment events (each opens an incident: recorded

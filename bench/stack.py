@@ -303,7 +303,7 @@ class Stack:
         return Config.from_env(self.env())
 
     def start_web(self, app: str = "wsgi:create_app()", name: str = "web") -> Child:
-        """gunicorn with `web_workers` sync workers, as the Procfile runs it (no access log)."""
+        """gunicorn: `web_workers` processes, gunicorn.conf.py, as the Procfile runs it (no access log)."""
         port = free_port()
         self.web_url = f"http://127.0.0.1:{port}"
         argv = [
