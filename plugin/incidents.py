@@ -78,6 +78,8 @@ def resolve(
 
 APOLOGY = "actions.apology.send_apology"
 FOLLOW_UP = "actions.follow_up.open_follow_up"
+# Both of the above, the apology first, in one job (for an incident opened with its context).
+FIRST_RESPONSE = "actions.first_response.first_response"
 LOAD_CONTEXT = "actions.order_context.load_order_context"
 # On `missing` while the order's context could not be read yet (it is retried).
 CONTEXT_PENDING = "order_context"
@@ -174,10 +176,10 @@ def open_or_join(
 
     Idempotent on `signal.key` (and `also_keys`, e.g. a refund's return id): a key already
     applied changes nothing and reports `duplicate`. A new incident takes `details` and the order's
-    `context` (read by the caller before its transaction); once it commits, the apology and
-    the follow-up task are enqueued. When the context could not be read (`context_error`),
-    the incident is recorded anyway with `missing=["order_context"]`, the follow-up is
-    enqueued, and a job reads the context again and then enqueues the apology.
+    `context` (read by the caller before its transaction); once it commits, one job sends the
+    apology and then opens the follow-up task. When the context could not be read
+    (`context_error`), the incident is recorded anyway with `missing=["order_context"]`, the
+    follow-up is enqueued, and a job reads the context again and then enqueues the apology.
     """
     existing = incident_for_key(session, shop.id, signal.key)
     if existing is not None:
@@ -210,11 +212,11 @@ def open_or_join(
     session.flush()
     apply_signal(session, incident, replace(signal, event="detected"))
     _remember_keys(session, incident, also_keys)
-    enqueue_after_commit(session, services, FOLLOW_UP, incident.id, job_id=f"followup-{incident.id}")
     if CONTEXT_PENDING in incident.missing:
+        enqueue_after_commit(session, services, FOLLOW_UP, incident.id, job_id=f"followup-{incident.id}")
         enqueue_after_commit(session, services, LOAD_CONTEXT, incident.id, job_id=f"context-{incident.id}")
     else:
-        enqueue_after_commit(session, services, APOLOGY, incident.id, job_id=f"apology-{incident.id}")
+        enqueue_after_commit(session, services, FIRST_RESPONSE, incident.id, job_id=f"first-{incident.id}")
     log.info("shop %s: incident %s (%s) opened for order %s", shop.domain, incident.id, kind, order_id)
     return Outcome(incident, created=True)
 
