@@ -185,6 +185,7 @@ class AdminApi:
             "id": f"gid://shopify/WebhookSubscription/{len(self.subscriptions) + 1}",
             "topic": variables["topic"],
             "uri": variables["webhookSubscription"]["uri"],
+            "filter": variables["webhookSubscription"].get("filter"),
         }
         self.subscriptions.append(node)
         return {"webhookSubscriptionCreate": {"webhookSubscription": node, "userErrors": []}}
@@ -192,6 +193,8 @@ class AdminApi:
     def _AmendsWebhookSubscriptionUpdate(self, variables: dict[str, Any]) -> dict[str, Any]:
         node = next(s for s in self.subscriptions if s["id"] == variables["id"])
         node["uri"] = variables["webhookSubscription"]["uri"]
+        if "filter" in variables["webhookSubscription"]:
+            node["filter"] = variables["webhookSubscription"]["filter"]
         return {"webhookSubscriptionUpdate": {"webhookSubscription": dict(node), "userErrors": []}}
 
 

@@ -17,12 +17,12 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from actions.topics import COMPLIANCE_TOPICS, HANDLERS
+from actions.topics import COMPLIANCE_TOPICS, HANDLERS, skip_reason
 from plugin.auth import query, state
 from plugin.config import PROJECT_ROOT, SHOPIFY_API_VERSION
 from plugin.db import utcnow
 from plugin.models import Incident, Shop
-from plugin.shopify.webhooks import TOPICS
+from plugin.shopify.webhooks import FILTERS, TOPICS
 from tests.auth_fakes import SCOPES, AdminApi, TokenEndpoint, signed_query
 from tests.conftest import API_KEY, API_SECRET, OLD_SECRET, make_config
 from tests.factories import SHOP, make_shop
@@ -363,6 +363,15 @@ def test_install_with_per_shop_registration_subscribes_once_and_reinstall_adds_n
                 "uri": "https://old.example/webhooks",
             }
         )
+        # Ours, from before filters: updated in place rather than duplicated.
+        admin.subscriptions.append(
+            {
+                "id": "gid://shopify/WebhookSubscription/901",
+                "topic": "FULFILLMENT_EVENTS_CREATE",
+                "uri": f"{APP_URL}/webhooks",
+                "filter": None,
+            }
+        )
         for _ in range(2):  # install, then install again
             _, _, params = start_install(client)
             assert (
@@ -374,8 +383,10 @@ def test_install_with_per_shop_registration_subscribes_once_and_reinstall_adds_n
         for node in admin.subscriptions:
             by_topic.setdefault(node["topic"], []).append(node["uri"])
         assert by_topic == {t.upper().replace("/", "_"): [f"{APP_URL}/webhooks"] for t in TOPICS}
-        assert admin.operations.count("AmendsWebhookSubscriptionCreate") == len(TOPICS) - 1
-        assert admin.operations.count("AmendsWebhookSubscriptionUpdate") == 1  # the old address
+        filters = {node["topic"]: node.get("filter") for node in admin.subscriptions}
+        assert filters == {t.upper().replace("/", "_"): FILTERS.get(t) for t in TOPICS}
+        assert admin.operations.count("AmendsWebhookSubscriptionCreate") == len(TOPICS) - 2
+        assert admin.operations.count("AmendsWebhookSubscriptionUpdate") == 2  # old address, no filter
         assert admin.operations.count("AmendsWebhookSubscriptions") == 2
         (shop,) = shops(services)
         assert shop.webhooks_registered_at is not None
@@ -418,6 +429,38 @@ def test_shopify_app_toml_matches_what_amends_handles(config):
     assert sorted(topics) == sorted(TOPICS) == sorted(set(HANDLERS) - set(COMPLIANCE_TOPICS))
     assert len(topics) == len(set(topics))
     assert sorted(compliance) == sorted(COMPLIANCE_TOPICS)
+    filtered = {t: s["filter"] for s in subscriptions if "filter" in s for t in s["topics"]}
+    assert filtered == FILTERS
+
+
+# Every status Shopify gives a fulfillment event or a fulfillment's shipment.
+SHIPMENT_STATUSES = (
+    "attempted_delivery",
+    "carrier_picked_up",
+    "confirmed",
+    "delayed",
+    "delivered",
+    "failure",
+    "in_transit",
+    "label_printed",
+    "label_purchased",
+    "out_for_delivery",
+    "picked_up",
+    "ready_for_pickup",
+)
+
+
+@pytest.mark.parametrize(
+    ("topic", "field"), [("fulfillment_events/create", "status"), ("fulfillments/update", "shipment_status")]
+)
+def test_subscription_filters_let_through_exactly_what_amends_acts_on(topic, field):
+    # The filters are "field:value OR field:value …": what Shopify sends must be what
+    # skip_reason keeps, or Amends would miss incidents (or receive what it ignores).
+    terms = FILTERS[topic].split(" OR ")
+    sent = {term.removeprefix(f"{field}:") for term in terms}
+    assert all(term.startswith(f"{field}:") for term in terms)
+    needed = {status for status in SHIPMENT_STATUSES if skip_reason(topic, {field: status}) is None}
+    assert sent == needed
 
 
 # -- reinstall ----------------------------------------------------------------------------

@@ -34,10 +34,24 @@ TOPICS = (
     "returns/update",
 )
 
+# Shopify drops a delivery whose payload does not match its subscription's filter (search
+# syntax, API 2024-07 and later): most fulfillment events (in transit, out for delivery…) need
+# nothing from Amends, so they are never sent. The same filters are in shopify.app.toml, and
+# tests/test_install.py holds them equal to what actions.topics.skip_reason lets through.
+FILTERS = {
+    "fulfillment_events/create": (
+        "status:delayed OR status:failure OR status:attempted_delivery OR status:delivered"
+    ),
+    "fulfillments/update": (
+        "shipment_status:delayed OR shipment_status:failure OR shipment_status:attempted_delivery"
+        " OR shipment_status:delivered"
+    ),
+}
+
 SUBSCRIPTIONS_QUERY = """
 query AmendsWebhookSubscriptions($first: Int!) {
   webhookSubscriptions(first: $first) {
-    nodes { id topic uri }
+    nodes { id topic uri filter }
   }
 }
 """
@@ -48,7 +62,7 @@ mutation AmendsWebhookSubscriptionCreate(
   $webhookSubscription: WebhookSubscriptionInput!
 ) {
   webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
-    webhookSubscription { id topic uri }
+    webhookSubscription { id topic uri filter }
     userErrors { field message }
   }
 }
@@ -57,7 +71,7 @@ mutation AmendsWebhookSubscriptionCreate(
 SUBSCRIPTION_UPDATE = """
 mutation AmendsWebhookSubscriptionUpdate($id: ID!, $webhookSubscription: WebhookSubscriptionInput!) {
   webhookSubscriptionUpdate(id: $id, webhookSubscription: $webhookSubscription) {
-    webhookSubscription { id topic uri }
+    webhookSubscription { id topic uri filter }
     userErrors { field message }
   }
 }
@@ -85,13 +99,24 @@ def ensure_subscriptions(client: ShopifyClient, uri: str) -> Registration:
     result = Registration()
     for topic in TOPICS:
         found = existing.get(enum_name(topic), [])
-        if any(node.get("uri") == uri for node in found):
+        wanted = FILTERS.get(topic)
+        ours = [node for node in found if node.get("uri") == uri]
+        if any(wanted is None or node.get("filter") == wanted for node in ours):
             result.kept.append(topic)
         elif found:
-            _run(client, "webhookSubscriptionUpdate", SUBSCRIPTION_UPDATE, {"id": found[0]["id"]}, uri)
+            # Another address, or our address with an older filter: one subscription, made right.
+            node = (ours or found)[0]
+            _run(client, "webhookSubscriptionUpdate", SUBSCRIPTION_UPDATE, {"id": node["id"]}, uri, wanted)
             result.updated.append(topic)
         else:
-            _run(client, "webhookSubscriptionCreate", SUBSCRIPTION_CREATE, {"topic": enum_name(topic)}, uri)
+            _run(
+                client,
+                "webhookSubscriptionCreate",
+                SUBSCRIPTION_CREATE,
+                {"topic": enum_name(topic)},
+                uri,
+                wanted,
+            )
             result.created.append(topic)
     log.info(
         "shop %s webhooks: %d created, %d updated, %d already there",
@@ -103,8 +128,13 @@ def ensure_subscriptions(client: ShopifyClient, uri: str) -> Registration:
     return result
 
 
-def _run(client: ShopifyClient, name: str, document: str, variables: dict[str, str], uri: str) -> None:
-    data = client.graphql(document, {**variables, "webhookSubscription": {"uri": uri, "format": "JSON"}})
+def _run(
+    client: ShopifyClient, name: str, document: str, variables: dict[str, str], uri: str, filter: str | None
+) -> None:
+    subscription = {"uri": uri, "format": "JSON"}
+    if filter:
+        subscription["filter"] = filter
+    data = client.graphql(document, {**variables, "webhookSubscription": subscription})
     errors = data[name]["userErrors"]
     if errors:
         messages = "; ".join(str(e.get("message")) for e in errors)
