@@ -1,13 +1,15 @@
 """send_apology(incident_id): the customer's apology, with the incident's one discount code.
 
-Three steps, each in its own short unit of work, each on the incident's timeline:
+Three steps in short units of work (no network call inside one), each on the incident's
+timeline:
 
 1. **Decide** (once): whether this incident gets an apology at all (kind turned off, a delay
    still running, resolved already, no email address, consent, one apology per customer per
    window), recorded as the apology `Message` row: pending (send it) or skipped (with why).
-2. **Code**: the `DiscountCode` row holds the code derived from the incident; the shop gets it
-   through one mutation. A retry proposes the same code; Shopify's `TAKEN` means an earlier
-   attempt made it, and we carry on with it.
+2. **Code**: the `DiscountCode` row holds the code derived from the incident (written with
+   the decision, in the same unit of work); the shop gets it through one mutation. A retry
+   proposes the same code; Shopify's `TAKEN` means an earlier attempt made it, and we carry
+   on with it.
 3. **Email**: `plugin.sending.deliver` sends the message once, under an expiring claim.
 
 Passing failures (Admin API 429/5xx/THROTTLED, SMTP 4xx, connections) raise, so the queue
@@ -72,6 +74,9 @@ class Plan:
     message_id: str
     with_code: bool
     test_mode: bool
+    # The code step's first part, done in the decision's unit of work: True when the code is
+    # ready, False when the incident needs a person, else what to create in the shop.
+    code: bool | CodeSpec = True
 
 
 def send_apology(incident_id: int) -> None:
@@ -147,13 +152,19 @@ def _decide(services: Services, incident_id: int) -> Plan | None:
                 )
         if with_code and _declined_marketing(incident, settings):
             with_code = False
-        existing_code = session.scalar(select(DiscountCode.id).where(DiscountCode.incident_id == incident.id))
+        existing_code = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
+        with_code = with_code or existing_code is not None
         return Plan(
             incident_id=incident.id,
             shop_domain=shop.domain,
             message_id=message_id,
-            with_code=with_code or existing_code is not None,
+            with_code=with_code,
             test_mode=shop.test_mode,
+            code=(
+                _prepare_code(session, config.secret_key, incident, shop, settings, existing_code)
+                if with_code
+                else True
+            ),
         )
 
 
@@ -268,40 +279,50 @@ def _earlier_apology(
 # 2. The code
 
 
+def _prepare_code(
+    session: Session,
+    secret_key: str,
+    incident: Incident,
+    shop: Shop,
+    settings: Settings,
+    row: DiscountCode | None,
+) -> bool | CodeSpec:
+    """The code's row (created pending with the code derived from the incident): True when the
+    code is ready (in the shop, or recorded as a test), False when the incident needs a person
+    first, else the spec to create in the shop."""
+    kind = settings.kind(incident.kind)
+    if row is None:
+        row = _new_code_row(session, secret_key, incident, shop, kind)
+    if row.state in (code_states.CREATED, code_states.TEST):
+        return True
+    if row.state == code_states.FAILED:
+        if incident.needs_attention is not None:
+            return False  # a person has to look first
+        row.state = code_states.PENDING  # they did, and cleared it: try again
+        row.error = None
+    if shop.test_mode and not settings.shop.real_test_codes:
+        row.state = code_states.TEST
+        row.test = True
+        add_timeline(
+            session,
+            incident,
+            "code_recorded",
+            f"Test mode: code {row.code} ({_describe(row)}) recorded for the test email but not created "
+            "in the shop. Turn on real test codes to create test codes in the shop.",
+            SOURCE,
+            data={"code": row.code, "test": True},
+        )
+        return True
+    row.test = shop.test_mode
+    return _spec(row, incident, kind)
+
+
 def _ensure_code(services: Services, plan: Plan) -> bool:
     """True when the code exists (in the shop, or recorded as a test); False when the incident
-    now needs attention."""
-    config = services.config
-    with services.db.session() as session:
-        incident = load_incident(session, plan.incident_id)
-        shop = load_shop(session, incident)
-        settings = load(session, shop.id)
-        kind = settings.kind(incident.kind)
-        row = session.scalar(select(DiscountCode).where(DiscountCode.incident_id == incident.id))
-        if row is None:
-            row = _new_code_row(session, config.secret_key, incident, shop, kind)
-        if row.state in (code_states.CREATED, code_states.TEST):
-            return True
-        if row.state == code_states.FAILED:
-            if incident.needs_attention is not None:
-                return False  # a person has to look first
-            row.state = code_states.PENDING  # they did, and cleared it: try again
-            row.error = None
-        if shop.test_mode and not settings.shop.real_test_codes:
-            row.state = code_states.TEST
-            row.test = True
-            add_timeline(
-                session,
-                incident,
-                "code_recorded",
-                f"Test mode: code {row.code} ({_describe(row)}) recorded for the test email but not created "
-                "in the shop. Turn on real test codes to create test codes in the shop.",
-                SOURCE,
-                data={"code": row.code, "test": True},
-            )
-            return True
-        row.test = shop.test_mode
-        spec = _spec(row, incident, kind)
+    now needs attention. The decision step prepared it (`plan.code`)."""
+    if isinstance(plan.code, bool):
+        return plan.code
+    spec = plan.code
     try:
         created = create_discount_code(ShopifyClient(services, plan.shop_domain), spec)
     except RetryableError as error:
