@@ -7,7 +7,8 @@ recorded; then one RQ `SimpleWorker`, as `amends worker` runs it, works through 
 they create (delivery, apology, follow-up) in this process, in burst mode. Reported: that
 thread's CPU per incident (RQ included; the SMTP server's thread in this process is left
 out), and with `--profile` the functions taking most of it (cProfile on the thread's CPU
-clock, cumulative), saved next to the run's logs.
+clock, cumulative), saved next to the run's logs. SQL statements and commits per incident are
+counted too: they move with the code, not with the machine's load.
 """
 
 from __future__ import annotations
@@ -44,6 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         queue = services.queue
         assert isinstance(queue, RedisQueue)
 
+        import sqlalchemy as sa
+
+        counts = {"statements": 0, "commits": 0}
+
+        def _statement(*_args: object) -> None:
+            counts["statements"] += 1
+
+        def _commit(*_args: object) -> None:
+            counts["commits"] += 1
+
+        sa.event.listen(services.db.engine, "before_cursor_execute", _statement)
+        sa.event.listen(services.db.engine, "commit", _commit)
+
         def work(plan: list[tuple[str, int]]) -> tuple[float, float]:
             Sender(stack.web_url, stack.api_secret).burst(plan)
             dispatcher.drain(queue)  # the hand-offs become RQ jobs, as a worker's thread does
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
         work([(shop, 5_800_000_000_000 + i) for i, shop in enumerate(SHOPS)])  # warm up
         plan = [(SHOPS[i % len(SHOPS)], 5_810_000_000_000 + i) for i in range(count)]
+        counts.update(statements=0, commits=0)  # the warm-up's are not counted
         profiler = cProfile.Profile(time.thread_time) if profile else None
         if profiler:
             profiler.enable()
@@ -64,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         emails = stack.smtp.count() - len(SHOPS)
         print(
             f"{count} incidents, {emails} apologies: {cpu / count * 1000:.1f} ms CPU per incident "
-            f"in the worker ({wall / count * 1000:.1f} ms wall)"
+            f"in the worker ({wall / count * 1000:.1f} ms wall); {counts['statements'] / count:.1f} SQL "
+            f"statements and {counts['commits'] / count:.1f} commits per incident"
         )
         if profiler:
             out = run_dir / "jobs.pstats"
