@@ -29,7 +29,7 @@ TARGETS = {"p50_s": 1.0, "p95_s": 2.0}
 RATE = 20.0
 SHOPS = 10
 LATENCY_MS = 100.0
-DEFAULT_WORKERS = 6
+DEFAULT_WORKERS = 10
 
 
 def run(
