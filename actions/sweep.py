@@ -11,6 +11,7 @@ each one checks the state first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import String, cast, select, update
@@ -56,10 +57,24 @@ def sweep_deliveries(services: Services) -> int:
             .order_by(Delivery.received_at)
             .limit(BATCH)
         ).all()
-    for delivery_id in ids:
-        # A job id of our own: the first job may still be waiting in RQ for its retry.
-        services.queue.enqueue(PROCESS_DELIVERY, delivery_id, job_id=f"sweep-delivery-{delivery_id}")
-    return len(ids)
+    return _enqueue_unless_waiting(services, PROCESS_DELIVERY, ids, ("delivery", "sweep-delivery"))
+
+
+def _enqueue_unless_waiting(
+    services: Services, func: str, ids: Sequence[int], prefixes: Sequence[str]
+) -> int:
+    """Enqueue `func(id)` under a job id of the sweep's own (`<last prefix>-<id>`), except for
+    ids whose job is still waiting or running under any of `prefixes`: in a backlog, work
+    older than the cutoff is often just queued, and enqueueing it again on every pass would
+    run it twice or more."""
+    names = {i: [f"{prefix}-{i}" for prefix in prefixes] for i in ids}
+    waiting = services.queue.waiting([name for group in names.values() for name in group])
+    enqueued = 0
+    for i in ids:
+        if not waiting.intersection(names[i]):
+            services.queue.enqueue(func, i, job_id=names[i][-1])
+            enqueued += 1
+    return enqueued
 
 
 def give_up(services: Services) -> int:
@@ -87,6 +102,4 @@ def sweep_contexts(services: Services) -> int:
             .limit(BATCH)
         ).all()
     ids = [incident_id for incident_id, missing in candidates if CONTEXT_PENDING in (missing or [])]
-    for incident_id in ids:
-        services.queue.enqueue(LOAD_CONTEXT, incident_id, job_id=f"sweep-context-{incident_id}")
-    return len(ids)
+    return _enqueue_unless_waiting(services, LOAD_CONTEXT, ids, ("context", "sweep-context"))

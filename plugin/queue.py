@@ -56,9 +56,14 @@ class JobQueue(Protocol):
 
     def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None: ...
 
+    def waiting(self, job_ids: Sequence[str]) -> set[str]: ...
+
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+_WAITING = {b"queued", b"scheduled", b"deferred", b"started"}
 
 
 class RedisQueue:
@@ -106,6 +111,17 @@ class RedisQueue:
             self.handoff_key, *(json.dumps([func, list(args), job_id]) for func, args, job_id in jobs)
         )
 
+    def waiting(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of `job_ids` still to run: queued, scheduled (a retry), deferred or running.
+        Enqueueing one of these again would put it on the queue twice."""
+        from rq.job import Job
+
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(Job.key_for(job_id), "status")
+            statuses = pipe.execute()
+        return {job_id for job_id, status in zip(job_ids, statuses, strict=True) if status in _WAITING}
+
     def ping(self) -> None:
         self.redis.ping()
 
@@ -151,6 +167,9 @@ class EmbeddedQueue:
     def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None:
         for func, args, job_id in jobs:
             self.enqueue(func, *args, job_id=job_id)
+
+    def waiting(self, job_ids: Sequence[str]) -> set[str]:
+        return set()  # jobs here are not named; the sweep's re-run is harmless, as everywhere
 
     def close(self) -> None:
         with self._wakeup:
