@@ -7,6 +7,10 @@
 # (webhooks/recorder.py). gthread also keeps connections alive between Shopify's requests.
 worker_class = "gthread"
 threads = 8
+# Kept-alive connections stay with the process that accepted them; with SO_REUSEPORT the
+# kernel spreads new connections over the processes instead of the first one awake taking
+# most (in B1, 8 connections could leave one process with six and its latency in seconds).
+reuse_port = True
 
 
 def post_worker_init(worker: object) -> None:
