@@ -107,15 +107,16 @@ class Recorder:
             row.handed_off = True
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> dict[str, int]:
-        engine = self.services.db.autocommit
-        for attempt in (1, 2):
-            try:
-                with engine.connect() as connection:
-                    result = connection.execute(self._insert, rows)
-                    return {webhook_id: delivery_id for delivery_id, webhook_id in result}
-            except DBAPIError as error:
-                # A pooled connection found dead (the database restarted): the pool is
-                # renewed, try once more. Rows the first try committed are skipped as known.
-                if attempt == 2 or not error.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._insert_once(rows)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # A pooled connection found dead (the database restarted): the pool is renewed,
+            # try once more. Rows the first try committed are skipped as known.
+            return self._insert_once(rows)
+
+    def _insert_once(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        with self.services.db.autocommit.connect() as connection:
+            result = connection.execute(self._insert, rows)
+            return {webhook_id: delivery_id for delivery_id, webhook_id in result}
