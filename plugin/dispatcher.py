@@ -43,11 +43,13 @@ def dispatch(queue: RedisQueue, block: float | None = BLOCK_SECONDS) -> int:
     jobs = []
     seen: set[str] = set()
     for raw in items:
-        try:
-            func, args, job_id = json.loads(raw)
-        except (ValueError, TypeError):
+        job = _parse(raw)
+        if job is None:
+            # Dropped, not put back: an item RQ refuses would fail every batch it is in. Its
+            # delivery is still pending in the database, and the sweep enqueues it.
             log.error("hand-off item dropped: not [function, arguments, job id] (%d bytes)", len(raw))
             continue
+        func, args, job_id = job
         if job_id in seen:  # one pipeline cannot hold the same job id twice
             continue
         seen.add(job_id)
@@ -60,6 +62,19 @@ def dispatch(queue: RedisQueue, block: float | None = BLOCK_SECONDS) -> int:
         _put_back(queue, items)
         raise
     return len(jobs)
+
+
+def _parse(raw: Any) -> tuple[str, list[Any], str] | None:
+    try:
+        item = json.loads(raw)
+    except ValueError:
+        return None
+    if not (isinstance(item, list) and len(item) == 3):
+        return None
+    func, args, job_id = item
+    if isinstance(func, str) and isinstance(args, list) and isinstance(job_id, str) and job_id:
+        return func, args, job_id
+    return None
 
 
 def _put_back(queue: RedisQueue, items: list[Any]) -> None:

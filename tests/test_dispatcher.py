@@ -61,14 +61,20 @@ def test_a_long_list_is_moved_in_batches_and_nothing_is_lost(queue):
 
 def test_a_malformed_item_is_dropped_and_logged_and_the_rest_enqueued(queue, caplog):
     queue.hand_off_many([("tests.jobs.mark", [1], "d-1")])
-    queue.redis.rpush(queue.handoff_key, b"\xff not json", json.dumps({"func": "x"}))
+    queue.redis.rpush(
+        queue.handoff_key,
+        b"\xff not json",
+        json.dumps({"func": "x"}),
+        json.dumps(["tests.jobs.mark", 5, "d-5"]),  # arguments not a list: RQ would refuse the batch
+        json.dumps(["tests.jobs.mark", [6], None]),
+    )
     queue.hand_off_many([("tests.jobs.mark", [2], "d-2")])
 
     with caplog.at_level(logging.ERROR, logger="plugin.dispatcher"):
         assert dispatcher.drain(queue) == 2
 
     assert sorted(queue.rq.job_ids) == ["d-1", "d-2"]
-    assert caplog.text.count("hand-off item dropped") == 2
+    assert caplog.text.count("hand-off item dropped") == 4
 
 
 def test_the_same_job_twice_in_one_batch_is_enqueued_once(queue):
