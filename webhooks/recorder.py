@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
 from actions.deliveries import PROCESS_DELIVERY
+from plugin.db import utcnow
 from plugin.models import Delivery
 from plugin.models.delivery import PENDING
 from plugin.services import Services
@@ -29,6 +30,27 @@ from plugin.services import Services
 MAX_BATCH = 200
 
 _DELIVERIES = cast(Table, Delivery.__table__)
+
+# On PostgreSQL the rows go to the driver's cursor directly: SQLAlchemy's execution around the
+# same INSERT took ~70 of its ~200 µs of CPU per call inside the web process. The statement
+# fills what SQLAlchemy's insert would: the row values, received_at and attempts.
+_COLUMNS = (
+    "webhook_id",
+    "topic",
+    "shop_domain",
+    "event_id",
+    "api_version",
+    "triggered_at",
+    "payload",
+    "state",
+    "reason",
+)
+_PG_INSERT = (
+    "INSERT INTO deliveries (webhook_id, topic, shop_domain, event_id, api_version, triggered_at, payload,"
+    " state, reason, received_at, attempts) VALUES "
+)
+_PG_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0)"
+_PG_ON_CONFLICT = " ON CONFLICT (webhook_id) DO NOTHING RETURNING id, webhook_id"
 
 
 @dataclass
@@ -46,9 +68,9 @@ class Recorder:
         self._changed = threading.Condition()
         self._waiting: list[_Row] = []
         self._writing = False
-        dialect = postgresql if services.db.dialect == "postgresql" else sqlite
+        self._postgresql = services.db.dialect == "postgresql"
         self._insert = (
-            dialect.insert(_DELIVERIES)
+            sqlite.insert(_DELIVERIES)
             .on_conflict_do_nothing(index_elements=["webhook_id"])
             .returning(_DELIVERIES.c.id, _DELIVERIES.c.webhook_id)
         )
@@ -107,16 +129,49 @@ class Recorder:
             row.handed_off = True
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        insert_once = self._insert_postgresql if self._postgresql else self._insert_sqlite
         try:
-            return self._insert_once(rows)
+            return insert_once(rows)
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
             # A pooled connection found dead (the database restarted): the pool is renewed,
             # try once more. Rows the first try committed are skipped as known.
-            return self._insert_once(rows)
+            return insert_once(rows)
 
-    def _insert_once(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+    def _insert_sqlite(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         with self.services.db.autocommit.connect() as connection:
             result = connection.execute(self._insert, rows)
             return {webhook_id: delivery_id for delivery_id, webhook_id in result}
+
+    def _insert_postgresql(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        now = utcnow()
+        statement = _PG_INSERT + ", ".join([_PG_ROW] * len(rows)) + _PG_ON_CONFLICT
+        params = [value for row in rows for value in (*(row[column] for column in _COLUMNS), now)]
+        engine = self.services.db.autocommit
+        connection = None
+        try:
+            connection = engine.raw_connection()  # from the pool; back to it on close()
+            cursor = connection.cursor()
+            cursor.execute(statement, params)
+            return {webhook_id: delivery_id for delivery_id, webhook_id in cursor.fetchall()}
+        except engine.dialect.loaded_dbapi.Error as error:
+            # What SQLAlchemy's own execution does: drop a pooled connection found dead and
+            # raise SQLAlchemy's error class (the view answers 503 to it).
+            dead = connection is not None and engine.dialect.is_disconnect(
+                error, connection.dbapi_connection, None
+            )
+            if connection is not None and dead:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                statement,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=dead,
+                dialect=engine.dialect,
+            ) from error
+        finally:
+            if connection is not None:
+                connection.close()
