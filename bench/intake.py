@@ -16,8 +16,11 @@ all of the CPU goes to the web processes being measured, as for the baseline.
 from __future__ import annotations
 
 import json
+import re
 import statistics
+import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,12 @@ from plugin.signing import webhook_signature
 
 TOPIC = "fulfillment_events/create"
 TARGETS = {"work_ratio": 0.4, "no_work_ratio": 0.8, "p99_ms_at_half_rate": 50.0}
+# The paced runs use more connections than the closed-loop ones. Kept-alive connections stay
+# with the web process the kernel hashed them to (SO_REUSEPORT): with 8, one process could hold
+# 6 or 7 and get 75–88% of the load, and the p99 measured which split wrk drew (no-work at
+# 2,500/s: 9–20 ms for 4+4, 40–90 ms for 3+5, 0.4–1.3 s for 2+6 or 1+7). 32 connections split
+# 15+17 and measure the server instead. The split is reported with each paced run.
+PACED_CONNECTIONS = 32
 
 
 def deliveries(status: str, count: int, secret: str, first_order: int) -> list[tuple[bytes, str]]:
@@ -68,6 +77,22 @@ def probe(url: str, delivery: tuple[bytes, str], webhook_id: str) -> dict[str, A
     except ValueError:
         answer = {"text": response.text[:200]}
     return {"status": response.status_code, "answer": answer}
+
+
+def connections_per_process(url: str) -> list[int] | None:
+    """How the established connections to `url`'s port are spread over the processes holding
+    them (from `ss`), fewest first; None when `ss` is not there."""
+    port = url.rsplit(":", 1)[1]
+    try:
+        listed = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sorted(Counter(re.findall(r"pid=(\d+)", listed)).values())
 
 
 def count_deliveries(engine: sa.Engine) -> int:
@@ -190,27 +215,38 @@ def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> 
             "every_acknowledged_recorded": all(r["recorded"] >= r["acknowledged"] for r in recorded),
         }
 
+        # Each paced run opens new connections, so the kernel draws a new split over the web
+        # processes: the full benchmark repeats it and judges the worst run.
         paced: dict[str, Any] = {}
         for kind, load in (("work", work), ("no_work", no_work)):
             rate = max(1.0, summary[kind]["rps"] / 2)
-            result = wrk.run(
-                f"{kind}-paced",
-                amends_url,
-                load,
-                topic=TOPIC,
-                shop=SHOP,
-                duration=paced_duration,
-                work_dir=work_dir,
-                connections=8,
-                rate=rate,
-            )
-            paced[kind] = result.as_json()
-            log(
-                f"  B1 {kind:<8} paced at {rate:6.0f}/s: got {result.rps:6.0f}/s  "
-                f"p50 {result.p50_ms:5.1f} ms  p95 {result.p95_ms:5.1f} ms  p99 {result.p99_ms:5.1f} ms  "
-                f"errors {result.errors or 0}"
-            )
-            stack.flush_queue()
+            tries: list[wrk.LoadResult] = []
+            for number in range(rounds):
+                result = wrk.run(
+                    f"{kind}-paced-{number}",
+                    amends_url,
+                    load,
+                    topic=TOPIC,
+                    shop=SHOP,
+                    duration=paced_duration,
+                    work_dir=work_dir,
+                    connections=PACED_CONNECTIONS,
+                    rate=rate,
+                    during=lambda: connections_per_process(amends_url),
+                )
+                tries.append(result)
+                log(
+                    f"  B1 {kind:<8} paced at {rate:6.0f}/s: got {result.rps:6.0f}/s  "
+                    f"p50 {result.p50_ms:5.1f} ms  p95 {result.p95_ms:5.1f} ms  p99 {result.p99_ms:5.1f} ms  "
+                    f"errors {result.errors or 0}  connections per web process {result.during}"
+                )
+                stack.flush_queue()
+            worst = max(tries, key=lambda r: r.p99_ms)
+            paced[kind] = {
+                **worst.as_json(),
+                "connections": PACED_CONNECTIONS,
+                "tries": [{"p99_ms": r.p99_ms, "split": r.during} for r in tries],
+            }
         results["paced"] = paced
         if profile:
             results["profile"] = profile_kinds(stack, amends_web, amends_url, work, no_work, run_dir, log)

@@ -21,7 +21,9 @@ import json
 import math
 import shutil
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +148,7 @@ class LoadResult:
     target_rate: float | None = None
     # Paced runs: wrk's own (uncorrected) percentiles, for comparison.
     uncorrected: dict[str, float] = field(default_factory=dict)
+    during: Any = None  # what run(during=...) returned
 
     @property
     def error_count(self) -> int:
@@ -192,8 +195,11 @@ def run(
     connections: int = 8,
     threads: int = 1,
     rate: float | None = None,
+    during: Callable[[], Any] | None = None,
 ) -> LoadResult:
-    """One wrk run against `url`/webhooks; `rate` paces it (requests per second in all)."""
+    """One wrk run against `url`/webhooks; `rate` paces it (requests per second in all).
+    `during` is called once the connections are open (a third of the way in); what it
+    returns is kept in the result's `during`."""
     work_dir.mkdir(parents=True, exist_ok=True)
     script = work_dir / f"{label}.lua"
     out = work_dir / f"{label}.json"
@@ -215,7 +221,13 @@ def run(
         str(script),
         url.rstrip("/") + "/webhooks",
     ]
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = None
+    if during is not None:
+        time.sleep(max(0.5, duration / 3))
+        seen = during()
+    stdout, stderr = process.communicate(timeout=duration + 60)
+    completed = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
     (work_dir / f"{label}.wrk.txt").write_text(completed.stdout + completed.stderr)
     if completed.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr or completed.stdout}")
@@ -233,6 +245,7 @@ def run(
             p99_ms=data["p99_us"] / 1000,
             max_ms=data["max_us"] / 1000,
             errors=errors,
+            during=seen,
         )
     corrected = sorted(data["corrected_us"])
     if data.get("bad_status"):
@@ -247,6 +260,7 @@ def run(
         p99_ms=percentile(corrected, 99) / 1000,
         max_ms=(corrected[-1] if corrected else 0) / 1000,
         errors=errors,
+        during=seen,
         target_rate=rate,
         uncorrected={
             "p50_ms": data["p50_us"] / 1000,
