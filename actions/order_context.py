@@ -80,4 +80,7 @@ def load_order_context(incident_id: int) -> None:
                 "api:order",
                 data={"missing": context.missing},
             )
-        enqueue_after_commit(session, services, APOLOGY, incident.id, job_id=f"apology-{incident.id}")
+        # Ahead of the queue, as a new incident's first response (plugin/incidents.py).
+        enqueue_after_commit(
+            session, services, APOLOGY, incident.id, job_id=f"apology-{incident.id}", front=True
+        )

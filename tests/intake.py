@@ -123,9 +123,6 @@ def context_order(order_id: int = ORDER_ID, **fields: Any) -> dict[str, Any]:
             }
         ]
     )
-    order["fulfillmentOrders"] = {
-        "nodes": [{"deliveryMethod": {"maxDeliveryDateTime": "2026-10-06T03:59:59Z"}}]
-    }
     return order
 
 

@@ -203,5 +203,4 @@ def order_json(
         "displayFulfillmentStatus": "FULFILLED",
         "customer": customer,
         "fulfillments": [],
-        "fulfillmentOrders": {"nodes": []},
     }

@@ -1,12 +1,13 @@
 """An order's context for an incident: who to apologise to and what happened to the parcel.
 
-One query per incident. Page sizes are what an incident uses (the throttle admits a call only
-when the bucket holds its requested cost, 19 points here; a page asked for and not returned is
-refunded, so the actual cost is ~9 for an order with one shipment): a few shipments, the
-first tracking link of each (the apology shows one), the promise of the first two fulfillment
-orders. Customer name and email are protected customer data: without
-Shopify's approval they come back null (the whole `customer` too, at level 1), and the
-context lists what is missing instead of failing.
+One query per incident, for what the incident uses. Page sizes are small (the throttle admits
+a call only when the bucket holds its requested cost, 13 points here; a page asked for and
+not returned is refunded, so the actual cost is ~5 for an order with one shipment): a few
+shipments and the first tracking link of each (the apology shows one). The checkout's
+delivery promise is not asked for: no event-driven incident uses it (the late-delivery scan
+reads it in its own query), and it cost 4 of an incident's points. Customer name and email
+are protected customer data: without Shopify's approval they come back null (the whole
+`customer` too, at level 1), and the context lists what is missing instead of failing.
 """
 
 from __future__ import annotations
@@ -42,15 +43,12 @@ query OrderContext($id: ID!) {
       deliveredAt
       trackingInfo(first: 1) { company number url }
     }
-    fulfillmentOrders(first: 2) {
-      nodes { deliveryMethod { maxDeliveryDateTime } }
-    }
   }
 }
 """
 
-# Its requested cost: 3 (order, customer, consent) + 5 × 2 (fulfillment, tracking) + 2 + 2 × 2.
-ORDER_CONTEXT_COST = 19
+# Its requested cost: 3 (order, customer, consent) + 5 × 2 (fulfillment, tracking).
+ORDER_CONTEXT_COST = 13
 
 # The Incident columns this query fills; a null one is named in `missing`.
 PROTECTED = ("customer", "first_name", "email")
@@ -87,7 +85,6 @@ class OrderContext:
     locale: str | None = None
     marketing_consent: bool | None = None
     fulfillment_status: str | None = None
-    promised_by: str | None = None  # the checkout's latest promised delivery time
     shipments: list[Shipment] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
@@ -173,12 +170,6 @@ def parse_order(order_id: int, order: dict[str, Any]) -> OrderContext:
                 ],
             )
         )
-    promises = [
-        (fo.get("deliveryMethod") or {}).get("maxDeliveryDateTime")
-        for fo in ((order.get("fulfillmentOrders") or {}).get("nodes") or [])
-    ]
-    known = [p for p in promises if p]
-    context.promised_by = max(known, key=parse_time) if known else None
     return context
 
 
