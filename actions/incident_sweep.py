@@ -1,13 +1,15 @@
 """sweep_incidents(): finish what a lost job left undone.
 
-An enqueue can be lost (Redis down at the wrong moment, a worker killed mid-job and RQ not
-noticing for minutes, a job that used up its retries). The database says what is done — the
-apology `Message` (sent or skipped), the `Task`, the "fixed" `Message` — so every `INTERVAL`
-sweep intervals (SWEEP_SECONDS: every 5 minutes by default) this job looks for incidents whose
-step is still not done `STALE` intervals (10 minutes) after it was due, and enqueues that step
-again. The steps are idempotent, so a re-enqueue that races a slow first run costs nothing.
-An apology still not out a day after it was due is handed to a person (needs attention)
-instead of being retried for ever.
+An enqueue can be lost (Redis down at the wrong moment, a worker killed between committing an
+incident and enqueueing its jobs, a job that used up its retries). The database says what is
+done — the apology `Message` (sent or skipped), the `Task`, the "fixed" `Message` — so every
+sweep interval (SWEEP_SECONDS: a minute by default) this job looks for incidents whose step is
+still not done `STALE` intervals (2 minutes) after it was due and has no job of its own still
+queued, scheduled (a retry, a delayed apology) or running, and enqueues that step again. Asking
+the queue is what makes a short threshold safe: in a backlog a late step is usually just
+waiting its turn. The steps are idempotent, so a re-enqueue that races a slow first run costs
+nothing. An apology still not out a day after it was due is handed to a person (needs
+attention) instead of being retried for ever.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session, aliased
 from actions.apology import CONTEXT_PENDING, flag
 from plugin import periodic
 from plugin.db import utcnow
-from plugin.models import Incident, Message, Shop, Task
+from plugin.models import Incident, Message, Shop, Task, TimelineEntry
 from plugin.models.message import APOLOGY, FAILED, FIXED, PENDING, SENT, SKIPPED
 from plugin.services import Services, current
 from plugin.settings import Settings, load
@@ -31,8 +33,8 @@ log = logging.getLogger(__name__)
 
 SWEEP_INCIDENTS = "actions.incident_sweep.sweep_incidents"
 # In sweep intervals (SWEEP_SECONDS).
-INTERVAL = 5
-STALE = 10  # a step this late after it was due was lost, not slow
+INTERVAL = 1
+STALE = 2  # a step this late after it was due, with no job of its own waiting, was lost
 GIVE_UP = timedelta(hours=24)
 LOOKBACK = timedelta(days=7)
 BATCH = 500
@@ -40,6 +42,15 @@ BATCH = 500
 SEND_APOLOGY = "actions.apology.send_apology"
 OPEN_FOLLOW_UP = "actions.follow_up.open_follow_up"
 NOTIFY_RESOLVED = "actions.notify.notify_resolved"
+TAG_LATER = "actions.follow_up.tag_order_later"
+
+# The job ids that may be doing each step (plugin/incidents.py, actions/apology.py,
+# actions/order_context.py): while one of them waits or runs, the step is not lost. An admin's
+# retry (ids stamped with the time) is not looked for: a step run twice is harmless.
+APOLOGY_JOBS = ("first-{}", "apology-{}", "apology-{}-later", "context-{}")
+FOLLOW_UP_JOBS = ("first-{}", "followup-{}")
+NOTICE_JOBS = ("notify-{}",)
+TAG_JOBS = ("first-{}", "followup-{}", "tag-{}")
 
 
 @dataclass
@@ -47,6 +58,7 @@ class SweepReport:
     apologies: list[int] = field(default_factory=list)
     follow_ups: list[int] = field(default_factory=list)
     notices: list[int] = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)  # order tags that waited out a storm
     given_up: list[int] = field(default_factory=list)
 
 
@@ -54,12 +66,14 @@ def sweep_incidents() -> None:
     services = current()
     periodic.schedule_next(services, SWEEP_INCIDENTS, INTERVAL * services.config.sweep_seconds)
     report = sweep(services)
-    if report.apologies or report.follow_ups or report.notices or report.given_up:
+    if report.apologies or report.follow_ups or report.notices or report.tags or report.given_up:
         log.warning(
-            "sweep re-enqueued %s apologies, %s follow-ups, %s notices; %s apologies handed to a person",
+            "sweep re-enqueued %s apologies, %s follow-ups, %s notices, %s order tags; "
+            "%s apologies handed to a person",
             len(report.apologies),
             len(report.follow_ups),
             len(report.notices),
+            len(report.tags),
             len(report.given_up),
         )
 
@@ -72,13 +86,33 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
         _apologies(session, now, stale, report)
         _follow_ups(session, now, stale, report)
         _notices(session, now, stale, report)
+        _tags(session, now, stale, report)
+    report.apologies = _without_waiting_jobs(services, report.apologies, APOLOGY_JOBS)
+    report.follow_ups = _without_waiting_jobs(services, report.follow_ups, FOLLOW_UP_JOBS)
+    report.notices = _without_waiting_jobs(services, report.notices, NOTICE_JOBS)
+    report.tags = _without_waiting_jobs(services, report.tags, TAG_JOBS)
     for incident_id in report.apologies:
         _enqueue(services, SEND_APOLOGY, incident_id, f"apology-{incident_id}")
     for incident_id in report.follow_ups:
         _enqueue(services, OPEN_FOLLOW_UP, incident_id, f"followup-{incident_id}")
     for incident_id in report.notices:
         _enqueue(services, NOTIFY_RESOLVED, incident_id, f"notify-{incident_id}")
+    for incident_id in report.tags:
+        _enqueue(services, TAG_LATER, incident_id, f"tag-{incident_id}")
     return report
+
+
+def _without_waiting_jobs(services: Services, ids: list[int], patterns: tuple[str, ...]) -> list[int]:
+    if not ids:
+        return ids
+    names = {i: [pattern.format(i) for pattern in patterns] for i in ids}
+    try:
+        waiting = services.queue.waiting([name for group in names.values() for name in group])
+    except Exception as error:
+        # The queue is down: nothing can be enqueued either; the next sweep looks again.
+        log.error("sweep could not read the queue: %s", type(error).__name__)
+        return []
+    return [i for i in ids if not waiting.intersection(names[i])]
 
 
 def _installed() -> ColumnElement[bool]:
@@ -166,6 +200,35 @@ def _notices(session: Session, now: datetime, stale: timedelta, report: SweepRep
         .limit(BATCH)
     ).all()
     report.notices.extend(incident_id for incident_id, until in rows if until is None or until <= now)
+
+
+def _tags(session: Session, now: datetime, stale: timedelta, report: SweepReport) -> None:
+    """Order tags put off during a storm (or after a passing error) and still not added, where
+    the settings still want them."""
+    deferred = select(TimelineEntry.incident_id).where(
+        TimelineEntry.event == "order_tag_deferred", TimelineEntry.at <= now - stale
+    )
+    rows = session.execute(
+        select(Incident.id, Incident.shop_id, Shop.test_mode)
+        .join(Shop, Shop.id == Incident.shop_id)
+        .join(Task, Task.incident_id == Incident.id)
+        .where(
+            _installed(),
+            Incident.needs_attention.is_(None),
+            Incident.opened_at >= now - LOOKBACK,
+            Task.order_tagged_at.is_(None),
+            Incident.id.in_(deferred),
+        )
+        .order_by(Incident.id)
+        .limit(BATCH)
+    ).all()
+    settings: dict[int, Settings] = {}
+    for incident_id, shop_id, test_mode in rows:
+        if shop_id not in settings:
+            settings[shop_id] = load(session, shop_id)
+        shop_settings = settings[shop_id].shop
+        if shop_settings.tag_orders and not (test_mode and not shop_settings.real_test_codes):
+            report.tags.append(incident_id)
 
 
 def _enqueue(services: Services, func: str, incident_id: int, job_id: str) -> None:

@@ -163,6 +163,25 @@ def pause(services: Services, shop: str, seconds: float) -> None:
         _update(services, shop, None, None, None, pause_seconds=seconds)
 
 
+def short(services: Services, shop: str, fraction: float) -> bool:
+    """True when the shop's bucket, refilled to now, holds less than `fraction` of its size:
+    the shop is in a storm, and what can wait should. False when nothing is known yet."""
+    redis = services.redis
+    if redis is not None:
+        try:
+            bucket = snapshot(services, shop)
+            seconds, micros = redis.time()
+            now = seconds + micros / 1_000_000  # the model's clock is Redis' (the Lua scripts)
+        except Exception:
+            return False
+    else:
+        bucket, now = _local.get(shop), time.monotonic()
+    if bucket is None:
+        return False
+    level = min(bucket.maximum, bucket.available + max(0.0, now - bucket.at) * bucket.rate)
+    return level < fraction * bucket.maximum
+
+
 def snapshot(services: Services, shop: str) -> Bucket | None:
     """The model as it stands (for tests, benchmarks and the health of a storm)."""
     redis = services.redis

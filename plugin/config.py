@@ -65,9 +65,10 @@ class Config:
     queue_name: str = "amends"
     webhook_max_bytes: int = 1_000_000
     # How often the workers look for lost work: RQ's maintenance (abandoned jobs, a dead
-    # worker's scheduler lock) and the delivery sweep run every `sweep_seconds`, the incident
-    # sweep every 5×; a delivery pending 2× this long, or an incident step 10× past due, is
-    # redone. Lower means a crash or outage is recovered from sooner, for more queries.
+    # worker's scheduler lock) and both sweeps run every `sweep_seconds`; a delivery pending
+    # 2× this long, an incident step 2× past due (with no job of its own waiting) or an order
+    # context 10× is redone. Lower means a crash or outage is recovered from sooner, for more
+    # queries.
     sweep_seconds: int = 60
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)

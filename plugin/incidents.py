@@ -216,7 +216,11 @@ def open_or_join(
         enqueue_after_commit(session, services, FOLLOW_UP, incident.id, job_id=f"followup-{incident.id}")
         enqueue_after_commit(session, services, LOAD_CONTEXT, incident.id, job_id=f"context-{incident.id}")
     else:
-        enqueue_after_commit(session, services, FIRST_RESPONSE, incident.id, job_id=f"first-{incident.id}")
+        # Ahead of the queue: in a storm, the deliveries still waiting would otherwise take
+        # the shop's Admin API budget (their order queries) before any customer's apology.
+        enqueue_after_commit(
+            session, services, FIRST_RESPONSE, incident.id, job_id=f"first-{incident.id}", front=True
+        )
     log.info("shop %s: incident %s (%s) opened for order %s", shop.domain, incident.id, kind, order_id)
     return Outcome(incident, created=True)
 
@@ -234,7 +238,6 @@ def apply_context(incident: Incident, context: OrderContext) -> None:
     details.pop("context_error", None)
     details["order"] = {
         "fulfillment_status": context.fulfillment_status,
-        "promised_by": context.promised_by,
         "shipments": [s.as_json() for s in context.shipments],
     }
     incident.details = details

@@ -23,10 +23,11 @@ def enqueue_after_commit(
     *args: JsonArg,
     job_id: str | None = None,
     delay: timedelta | None = None,
+    front: bool = False,
 ) -> None:
     def _enqueue(_session: Any) -> None:
         try:
-            services.queue.enqueue(func, *args, job_id=job_id, delay=delay)
+            services.queue.enqueue(func, *args, job_id=job_id, delay=delay, front=front)
         except Exception as error:
             # The committed state says what is left to do; the periodic sweep finds it.
             log.error("could not enqueue %s%r: %s", func, args, type(error).__name__)

@@ -7,14 +7,14 @@ from datetime import timedelta
 from plugin.services import Services
 
 # dotted path → seconds between runs. Filled by the features that need them. The two recovery
-# sweeps run every 1× and 5× SWEEP_SECONDS (plugin/config.py); shown here at its default.
+# sweeps run every SWEEP_SECONDS (plugin/config.py); shown here at its default.
 SCHEDULE: dict[str, int] = {
     # Re-enqueue deliveries (and order-context reads) the queue lost or gave up on.
     "actions.sweep.sweep": 60,
     # Enqueue each installed shop's late-delivery scan when its interval has passed.
     "actions.scan.schedule_scans": 300,
     # Re-enqueue apologies, follow-ups and "fixed" notices whose job was lost.
-    "actions.incident_sweep.sweep_incidents": 300,
+    "actions.incident_sweep.sweep_incidents": 60,
     # Send the daily staff digest to shops that chose it (checked hourly).
     "actions.follow_up.send_staff_digests": 3600,
 }

@@ -43,6 +43,9 @@ def backoff_intervals(
 
 
 class JobQueue(Protocol):
+    """`delay` runs a job later; `front` puts it ahead of every job already waiting (a
+    customer's apology before the backlog of a storm)."""
+
     kind: str
 
     def enqueue(
@@ -52,6 +55,7 @@ class JobQueue(Protocol):
         job_id: str | None = None,
         delay: timedelta | None = None,
         retry: bool = True,
+        front: bool = False,
     ) -> None: ...
 
     def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None: ...
@@ -96,12 +100,13 @@ class RedisQueue:
         job_id: str | None = None,
         delay: timedelta | None = None,
         retry: bool = True,
+        front: bool = False,
     ) -> None:
         options = self.job_options(job_id, retry)
         if delay:
             self.rq.enqueue_in(delay, func, *args, **options)
         else:
-            self.rq.enqueue(func, *args, **options)
+            self.rq.enqueue(func, *args, at_front=front, **options)
 
     def hand_off_many(self, jobs: Sequence[tuple[str, Sequence[JsonArg], str]]) -> None:
         """Enqueue (function, arguments, job id) triples in one round trip: items on a Redis
@@ -156,9 +161,10 @@ class EmbeddedQueue:
         job_id: str | None = None,
         delay: timedelta | None = None,
         retry: bool = True,
+        front: bool = False,
     ) -> None:
         json.dumps(args)  # the same contract as RQ's JSON serializer
-        run_at = time.monotonic() + (delay.total_seconds() if delay else 0)
+        run_at = 0.0 if front and not delay else time.monotonic() + (delay.total_seconds() if delay else 0)
         tries_left = RETRY_COUNT if retry else 0
         with self._wakeup:
             heapq.heappush(self._heap, (run_at, next(self._counter), func, args, tries_left))

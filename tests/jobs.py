@@ -21,6 +21,14 @@ def mark(message_id: str) -> None:
     _mark(message_id)
 
 
+# The order jobs ran in, for the queue-order tests.
+ran: list[str] = []
+
+
+def note(key: str) -> None:
+    ran.append(key)
+
+
 def fail_once_then_mark(key: str) -> None:
     redis = current().redis
     assert redis is not None

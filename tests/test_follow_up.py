@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from actions.apology import retry
-from actions.follow_up import open_follow_up, send_staff_digest
+from actions.follow_up import TAG_LATER, open_follow_up, send_staff_digest
+from plugin import budget
 from plugin.db import utcnow
 from plugin.errors import ShopifyRetryableError
-from plugin.models import Message, Task
+from plugin.models import Message, Shop, Task
 from plugin.models.task import DONE, OPEN
 from plugin.worker import run_worker
 from tests.actions_support import (
@@ -23,6 +24,7 @@ from tests.actions_support import (
     mail_app,
     mail_services,
     make_incident,
+    queued,
     set_settings,
     shop_id,
     summary_of,
@@ -64,6 +66,49 @@ def test_running_it_again_changes_nothing(mail_services, admin, shop_id):
         assert len(session.scalars(select(Task).where(Task.incident_id == incident_id)).all()) == 1
     assert len(admin.of("tagsAdd")) == 1
     assert events(mail_services, incident_id).count("task_opened") == 1
+
+
+def shop_domain(services, shop_id: int) -> str:
+    with services.db.session() as session:
+        shop = session.get(Shop, shop_id)
+        assert shop is not None
+        return shop.domain
+
+
+def test_in_a_storm_the_tag_waits_behind_the_apologies(mail_services, admin, shop_id):
+    """With the shop's bucket under a quarter full, the tag (10 points, another customer's code)
+    goes to the back of the queue; it is done when its turn comes, whatever the budget."""
+    incident_id = make_incident(mail_services, shop_id)
+    domain = shop_domain(mail_services, shop_id)
+    budget.drain(mail_services, domain, available=300.0, restore_rate=100.0)
+    budget.observe(mail_services, domain, available=300.0, maximum=2000.0, restore_rate=100.0)
+    mail_services.queue.enqueue("actions.first_response.first_response", 999_999, job_id="first-999999")
+
+    open_follow_up(incident_id)
+    open_follow_up(incident_id)  # a retry while the tag waits queues it once
+
+    assert task_of(mail_services, incident_id).order_tagged_at is None
+    assert admin.of("tagsAdd") == []
+    assert [job for job in queued(mail_services) if job[0] == TAG_LATER] == [
+        (TAG_LATER, (incident_id,), f"tag-{incident_id}")
+    ]
+    assert events(mail_services, incident_id).count("order_tag_deferred") == 1
+    assert "budget is short" in summary_of(mail_services, incident_id, "order_tag_deferred")
+
+    budget.drain(mail_services, domain, available=0.0, restore_rate=100.0)  # still a storm
+    run_worker(mail_services, burst=True)
+    [tag] = admin.of("tagsAdd")
+    assert tag.variables["tags"] == ["amends"]
+    assert task_of(mail_services, incident_id).order_tagged_at is not None
+
+
+def test_with_the_bucket_a_quarter_full_or_more_the_tag_is_added_at_once(mail_services, admin, shop_id):
+    incident_id = make_incident(mail_services, shop_id)
+    domain = shop_domain(mail_services, shop_id)
+    budget.observe(mail_services, domain, available=600.0, maximum=2000.0, restore_rate=100.0)
+    open_follow_up(incident_id)
+    assert len(admin.of("tagsAdd")) == 1
+    assert "order_tag_deferred" not in events(mail_services, incident_id)
 
 
 def test_tagging_can_be_turned_off(mail_services, admin, shop_id):

@@ -13,6 +13,7 @@ from actions.apology import send_apology
 from actions.follow_up import open_follow_up
 from actions.incident_sweep import sweep, sweep_incidents
 from actions.notify import notify_resolved
+from plugin import budget
 from plugin.db import utcnow
 from plugin.models import Message
 from plugin.periodic import SCHEDULE
@@ -30,6 +31,7 @@ from tests.actions_support import (
     update_incident,
     update_shop,
 )
+from tests.factories import SHOP
 
 pytestmark = pytest.mark.redis
 
@@ -94,7 +96,7 @@ def test_incidents_needing_attention_or_of_uninstalled_shops_are_left_alone(mail
 
 
 def test_the_sweep_is_periodic(mail_services):
-    assert SCHEDULE["actions.incident_sweep.sweep_incidents"] == 300
+    assert SCHEDULE["actions.incident_sweep.sweep_incidents"] == 60
     sweep_incidents()
     assert (
         "actions.incident_sweep.sweep_incidents",
@@ -104,8 +106,54 @@ def test_the_sweep_is_periodic(mail_services):
 
 
 def test_sweep_seconds_set_how_late_a_step_is_lost(mail_services, admin, shop_id):
-    # Ten sweep intervals late is lost: 10 minutes by default, 1 minute at SWEEP_SECONDS=6.
-    lost = make_incident(mail_services, shop_id, opened_at=utcnow() - timedelta(minutes=2))
+    # Two sweep intervals late is lost: 2 minutes by default, 12 s at SWEEP_SECONDS=6.
+    lost = make_incident(mail_services, shop_id, opened_at=utcnow() - timedelta(seconds=90))
     assert sweep(mail_services).apologies == []
     quick = replace(mail_services, config=mail_services.config.with_overrides(sweep_seconds=6))
     assert sweep(quick).apologies == [lost]
+
+
+def test_a_late_step_whose_job_is_still_waiting_is_not_enqueued_again(mail_services, admin, shop_id):
+    """In a backlog a step is late because its job waits its turn: enqueueing it again would
+    run it twice. Once no job of its own waits, the late step is lost and enqueued."""
+    old = utcnow() - timedelta(minutes=30)
+    queued_first = make_incident(mail_services, shop_id, opened_at=old)
+    retrying = make_incident(mail_services, shop_id, opened_at=old, customer_id=8)
+    lost = make_incident(mail_services, shop_id, opened_at=old, customer_id=9)
+    mail_services.queue.enqueue(
+        "actions.first_response.first_response", queued_first, job_id=f"first-{queued_first}"
+    )
+    mail_services.queue.enqueue(
+        "actions.apology.send_apology", retrying, job_id=f"apology-{retrying}", delay=timedelta(minutes=5)
+    )
+
+    report = sweep(mail_services)
+    assert report.apologies == [lost]
+    assert report.follow_ups == [retrying, lost]  # its apology's retry does not open the task
+
+    run_worker(mail_services, burst=True)  # the queued jobs run (the scheduled retry stays)
+    assert sweep(mail_services).apologies == []
+    assert incident(mail_services, queued_first).needs_attention is None
+
+
+def test_an_order_tag_put_off_in_a_storm_and_lost_is_added(mail_services, admin, shop_id, smtp_server):
+    old = utcnow() - timedelta(minutes=30)
+    first = make_incident(mail_services, shop_id, opened_at=old)
+    second = make_incident(mail_services, shop_id, opened_at=old, customer_id=6)
+    budget.observe(mail_services, SHOP, available=300.0, maximum=2000.0, restore_rate=100.0)  # a storm
+    open_follow_up(first)
+    open_follow_up(second)
+    assert {job[2] for job in queued(mail_services)} == {f"tag-{first}", f"tag-{second}"}
+    mail_services.queue.rq.empty()  # Redis lost them
+    later = utcnow() + timedelta(minutes=3)
+
+    set_settings(mail_services, shop_id, {"shop": {"tag_orders": False}})
+    assert sweep(mail_services, now=later).tags == []  # no longer wanted: left alone
+    set_settings(mail_services, shop_id, {"shop": {"tag_orders": True}})
+    assert sweep(mail_services, now=later).tags == [first, second]
+    assert sweep(mail_services, now=later).tags == []  # their jobs wait now: not twice
+
+    run_worker(mail_services, burst=True)
+    assert admin.tags[incident(mail_services, first).order_id] == {"amends"}
+    assert admin.tags[incident(mail_services, second).order_id] == {"amends"}
+    assert sweep(mail_services, now=later).tags == []

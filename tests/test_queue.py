@@ -1,6 +1,7 @@
 import itertools
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -74,6 +75,38 @@ def test_rq_runs_the_same_job(database_url, redis_url):
         assert outbox_ids(services) == {"<rq@test>"}
     finally:
         services.close()
+
+
+@pytest.mark.redis
+def test_rq_runs_a_job_put_in_front_before_those_already_waiting(database_url, redis_url):
+    app = create_app(make_config(database_url, redis_url=redis_url))
+    services = app.extensions["amends"]
+    jobs.ran.clear()
+    try:
+        services.queue.enqueue("tests.jobs.note", "first")
+        services.queue.enqueue("tests.jobs.note", "second")
+        services.queue.enqueue("tests.jobs.note", "urgent", front=True)
+        run_worker(services, burst=True)
+        assert jobs.ran == ["urgent", "first", "second"]
+    finally:
+        services.close()
+
+
+def test_embedded_queue_runs_a_job_put_in_front_first(services):
+    queue = EmbeddedQueue()
+    jobs.ran.clear()
+    jobs.release.clear()
+    try:
+        queue.enqueue("tests.jobs.wait_then_mark", "<held@test>")  # holds the thread
+        queue.enqueue("tests.jobs.note", "first")
+        queue.enqueue("tests.jobs.note", "second")
+        queue.enqueue("tests.jobs.note", "urgent", front=True)
+        queue.enqueue("tests.jobs.note", "later", front=True, delay=timedelta(milliseconds=1))
+        jobs.release.set()
+        assert queue.wait_idle(10)
+    finally:
+        queue.close()
+    assert jobs.ran == ["urgent", "first", "second", "later"]
 
 
 @pytest.mark.redis
