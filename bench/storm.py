@@ -2,9 +2,12 @@
 (300 with --quick), the stand-in enforcing the Standard plan (bucket 2,000 points, restoring
 100 points/s) with 100 ms per call.
 
-The lower bound for the whole storm is the Admin API points Amends actually spent divided by
-the restore rate: no schedule can spend them faster. (The bucket is full when the storm
-starts, so (points − 2,000) / rate is the strictly lower bound; both are reported.)
+The lower bound for the apologies is the Admin API points Amends actually spent until the last
+one went out, divided by the restore rate: no schedule can spend them faster. (The bucket is
+full when the storm starts, so (points − 2,000) / rate is the strictly lower bound; both are
+reported.) In a storm the order tags wait behind the apologies (actions/follow_up.py), so the
+run then waits for them too: points per incident count everything the storm cost, and the
+time the last tag went in is reported as well.
 """
 
 from __future__ import annotations
@@ -64,6 +67,15 @@ def run(
         finished = time.time()
         received = stack.smtp.snapshot()
         last_email = max((m.at for m in received), default=finished)
+        at_last_apology = stack.standin("/_stats")
+        # The tags that waited: 10 points each at the restore rate, and a minute more.
+        deadline = time.monotonic() + count * 10 / 100 + 60
+        while time.monotonic() < deadline:
+            stats = stack.standin("/_stats")
+            if stats["root_fields"].get("tagsAdd", 0) >= count:
+                break
+            time.sleep(1)
+        tags_done_s = time.time() - started
         stats = stack.standin("/_stats")
         discounts = stack.standin(f"/_discounts?shop={SHOP}")["discounts"]
         jobs = job_stages(stack, started)
@@ -82,11 +94,16 @@ def run(
         customers = ((entry.get("input") or {}).get("context") or {}).get("customers", {}).get("add") or []
         for customer in customers:
             codes_per_customer[customer] += 1
-    shop_stats = stats["shops"].get(SHOP, {})
-    points = float(shop_stats.get("points_spent", 0.0))
+    points = float(at_last_apology["shops"].get(SHOP, {}).get("points_spent", 0.0))
+    total_points = float(stats["shops"].get(SHOP, {}).get("points_spent", 0.0))
     restore = 100.0
     bound = points / restore
     elapsed = last_email - started
+    # When each customer had their apology: a storm is long, and the first answers matter.
+    times = sorted(m.at - started for m in received)
+    apology_s = {
+        f"p{p}": times[min(len(times) - 1, int(len(times) * p / 100))] if times else 0.0 for p in (10, 50, 90)
+    }
     throttled_failures = {k: v for k, v in jobs["failed"].items() if "THROTTLED" in k or "hrottl" in k}
     results: dict[str, Any] = {
         "incidents": count,
@@ -96,12 +113,17 @@ def run(
         "emails": len(per_order),
         "all_done_in_time": done,
         "elapsed_s": elapsed,
+        "apology_s": apology_s,
         "points_spent": points,
+        "points_spent_with_tags": total_points,
+        "tags_added": stats["root_fields"].get("tagsAdd", 0),
+        "tags_done_s": tags_done_s,
         "restore_rate": restore,
         "lower_bound_s": bound,
         "lower_bound_with_full_bucket_s": max(0.0, points - 2000) / restore,
         "ratio_to_bound": elapsed / bound if bound else 0.0,
-        "points_per_incident": points / count,
+        "points_per_incident": total_points / count,
+        "points_per_incident_by_last_apology": points / count,
         "points_by_root_field": stats.get("points_by_root_field", {}),
         "calls": stats["calls"],
         "root_fields": stats["root_fields"],
@@ -123,6 +145,7 @@ def run(
     results["targets"] = TARGETS
     results["verdict"] = {
         "all_sent": len(per_order) == count,
+        "all_tagged": results["tags_added"] >= count,
         "within_bound": done and results["ratio_to_bound"] <= TARGETS["ratio_to_bound"],
         "points_per_incident": results["points_per_incident"] <= TARGETS["points_per_incident"],
         "no_duplicates": results["duplicate_emails"] == 0 and results["duplicate_codes"] == 0,
