@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -69,6 +69,13 @@ class JobQueue(Protocol):
 
 _WAITING = {b"queued", b"scheduled", b"deferred", b"started"}
 
+# Every `amends worker` keeps a key alive while its process lives (plugin/worker.py). A started
+# job whose worker's key has expired was abandoned by a killed worker: RQ itself notices only
+# once the job's timeout and a minute have passed (4 minutes for a SimpleWorker's job), and
+# until then the sweeps took it for running and waited.
+ALIVE_SECONDS = 10
+ALIVE_REFRESH_SECONDS = 3
+
 
 class RedisQueue:
     """RQ with the JSON serializer: arguments that are not JSON fail at enqueue time."""
@@ -84,6 +91,7 @@ class RedisQueue:
         self.rq = Queue(name, connection=self.redis, serializer=JSONSerializer)
         self.retry_base = retry_base
         self.handoff_key = f"{name}:handoff"
+        self.alive_prefix = f"{name}:alive:"
 
     def job_options(self, job_id: str | None, retry: bool) -> dict[str, Any]:
         from rq import Retry
@@ -117,15 +125,49 @@ class RedisQueue:
         )
 
     def waiting(self, job_ids: Sequence[str]) -> set[str]:
-        """Those of `job_ids` still to run: queued, scheduled (a retry), deferred or running.
-        Enqueueing one of these again would put it on the queue twice."""
+        """Those of `job_ids` still to run: queued, scheduled (a retry), deferred or running
+        in a live worker. Enqueueing one of these again would put it on the queue twice."""
         from rq.job import Job
 
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            statuses = pipe.execute()
-        return {job_id for job_id, status in zip(job_ids, statuses, strict=True) if status in _WAITING}
+                pipe.hmget(Job.key_for(job_id), "status", "worker_name")
+            found = list(zip(job_ids, pipe.execute(), strict=True))
+        waiting = {job_id for job_id, (status, _) in found if status in _WAITING}
+        # worker_name stays from an earlier attempt: only a started job's is its runner.
+        running = [
+            (job_id, worker.decode()) for job_id, (status, worker) in found if status == b"started" and worker
+        ]
+        if running:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for _, worker in running:
+                    pipe.exists(self.alive_prefix + worker)
+                alive = pipe.execute()
+            for (job_id, worker), lives in zip(running, alive, strict=True):
+                if not lives:
+                    log.warning("job %s: its worker %s is gone; taken as lost", job_id, worker)
+                    waiting.discard(job_id)
+        return waiting
+
+    def keep_alive(self, worker_name: str) -> Callable[[], None]:
+        """Refresh `worker_name`'s key every few seconds; returns what stops it."""
+        key = self.alive_prefix + worker_name
+        stopped = threading.Event()
+
+        def refresh() -> None:
+            while not stopped.wait(ALIVE_REFRESH_SECONDS):
+                try:
+                    self.redis.set(key, 1, ex=ALIVE_SECONDS)
+                except Exception as error:  # Redis away: the next refresh tries again
+                    log.warning("worker %s: could not refresh its liveness key (%s)", worker_name, error)
+
+        def stop() -> None:
+            stopped.set()
+            self.redis.delete(key)
+
+        self.redis.set(key, 1, ex=ALIVE_SECONDS)  # before the first job can start
+        threading.Thread(target=refresh, name="amends-alive", daemon=True).start()
+        return stop
 
     def ping(self) -> None:
         self.redis.ping()

@@ -37,4 +37,8 @@ def run_worker(services: Services, burst: bool = False, fork: bool = False) -> b
         maintenance_interval=services.config.sweep_seconds,
         worker_ttl=max(MIN_WORKER_TTL_SECONDS, services.config.sweep_seconds),
     )
-    return worker.work(burst=burst, with_scheduler=True)
+    stop_keeping_alive = queue.keep_alive(worker.name)
+    try:
+        return worker.work(burst=burst, with_scheduler=True)
+    finally:
+        stop_keeping_alive()

@@ -4,6 +4,7 @@ through the same services a real job uses."""
 from __future__ import annotations
 
 import threading
+import time
 
 from plugin.mailer import Email
 from plugin.services import current
@@ -48,3 +49,7 @@ def _mark(message_id: str) -> None:
             message_id=message_id,
         )
     )
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)

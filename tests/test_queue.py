@@ -1,4 +1,6 @@
 import itertools
+import subprocess
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -7,8 +9,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from plugin.config import PROJECT_ROOT
 from plugin.models import OutboxEmail
-from plugin.queue import EmbeddedQueue, backoff_intervals
+from plugin.queue import ALIVE_SECONDS, EmbeddedQueue, backoff_intervals
 from plugin.worker import run_worker
 from tests import jobs
 from tests.conftest import make_config
@@ -138,3 +141,46 @@ def test_backoff_grows_with_jitter():
     assert all(a < b for a, b in itertools.pairwise(intervals))
     assert 1 <= intervals[0] <= 3 and 51 <= intervals[5] <= 77
     assert len({tuple(backoff_intervals(count=6)) for _ in range(20)}) > 1
+
+
+# A real `amends worker`-like process: run_worker with the test configuration.
+WORKER = (
+    "import sys; from tests.conftest import make_config; from wsgi import create_app; "
+    "from plugin.worker import run_worker; "
+    "run_worker(create_app(make_config(sys.argv[1], redis_url=sys.argv[2])).extensions['amends'])"
+)
+
+
+@pytest.mark.redis
+def test_a_job_whose_worker_was_killed_stops_waiting_long_before_rq_notices(database_url, redis_url):
+    """The sweeps enqueue again only what is not waiting: a job its worker died in must stop
+    counting as running within ALIVE_SECONDS, while RQ still has it as started for minutes."""
+    from rq.job import Job
+
+    app = create_app(make_config(database_url, redis_url=redis_url))
+    services = app.extensions["amends"]
+    queue = services.queue
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, database_url, redis_url], cwd=PROJECT_ROOT)
+    try:
+        queue.enqueue("tests.jobs.sleep", 600, job_id="held")
+        job = Job.fetch("held", connection=services.redis, serializer=queue.rq.serializer)
+        deadline = time.monotonic() + 30
+        while job.get_status() != "started" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert job.get_status() == "started"
+        # Alive past its key's first expiry: the worker keeps refreshing it.
+        time.sleep(ALIVE_SECONDS + 1)
+        assert queue.waiting(["held"]) == {"held"}
+
+        worker.kill()
+        worker.wait(10)
+        killed = time.monotonic()
+        while queue.waiting(["held"]) and time.monotonic() < killed + ALIVE_SECONDS + 5:
+            time.sleep(0.5)
+        assert queue.waiting(["held"]) == set()
+        assert time.monotonic() - killed <= ALIVE_SECONDS + 3
+        assert job.get_status() == "started"  # RQ's own cleanup has not run yet
+    finally:
+        worker.kill()
+        worker.wait(10)
+        services.close()
