@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from actions import order_tags
 from actions.apology import AUTO_RESOLVED, KIND_LABELS, flag, note
 from plugin import budget, emails, periodic, sending
 from plugin.db import utcnow
@@ -55,8 +56,12 @@ TAG_LATER = "actions.follow_up.tag_order_later"
 TAG_WAITS_UNDER = 0.25
 
 
-def tag_order_later(incident_id: int) -> None:
-    """The order tag that waited for a storm's apologies: now, whatever the budget."""
+def tag_order_later(incident_id: int, bulk: bool = True) -> None:
+    """The order tag that waited for a storm's apologies: with the others waiting in one bulk
+    operation when there are enough of them (actions/order_tags.py), else now on its own,
+    whatever the budget."""
+    if bulk and order_tags.join_batch(current(), incident_id):
+        return
     open_follow_up(incident_id, tag_may_wait=False)
 
 
@@ -161,18 +166,29 @@ def _tag_later(services: Services, incident_id: int) -> bool:
     try:
         if services.queue.waiting([job_id]):
             return True  # queued by an earlier run of this job
+    except Exception as error:
+        log.warning("incident %s: could not queue the order tag (%s); tagging now", incident_id, error)
+        return False
+    # Marked before the job exists: the job may batch it with the other waiting tags.
+    with services.db.session() as session:
+        incident = session.get(Incident, incident_id)
+        task = session.scalar(select(Task).where(Task.incident_id == incident_id))
+        if incident is None or task is None:
+            return True
+        task.order_tag_deferred_at = utcnow()
+        add_timeline(
+            session,
+            incident,
+            "order_tag_deferred",
+            "The order will be tagged once the apologies waiting are out: the shop's Admin API budget "
+            "is short (many incidents at once).",
+            SOURCE,
+        )
+    try:
         services.queue.enqueue(TAG_LATER, incident_id, job_id=job_id)
     except Exception as error:
         log.warning("incident %s: could not queue the order tag (%s); tagging now", incident_id, error)
         return False
-    note(
-        services,
-        incident_id,
-        "order_tag_deferred",
-        "The order will be tagged once the apologies waiting are out: the shop's Admin API budget "
-        "is short (many incidents at once).",
-        SOURCE,
-    )
     return True
 
 

@@ -21,11 +21,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, aliased
 
+from actions import order_tags
 from actions.apology import CONTEXT_PENDING, flag
 from plugin import periodic
 from plugin.db import utcnow
-from plugin.models import Incident, Message, Shop, Task, TimelineEntry
+from plugin.models import Incident, Message, OrderTagBatch, Shop, Task, TimelineEntry
 from plugin.models.message import APOLOGY, FAILED, FIXED, PENDING, SENT, SKIPPED
+from plugin.models.tag_batch import UNFINISHED
 from plugin.services import Services, current
 from plugin.settings import Settings, load
 
@@ -59,6 +61,7 @@ class SweepReport:
     follow_ups: list[int] = field(default_factory=list)
     notices: list[int] = field(default_factory=list)
     tags: list[int] = field(default_factory=list)  # order tags that waited out a storm
+    tag_batches: list[tuple[int, int]] = field(default_factory=list)  # (batch, round) gone quiet
     given_up: list[int] = field(default_factory=list)
 
 
@@ -76,6 +79,8 @@ def sweep_incidents() -> None:
             len(report.tags),
             len(report.given_up),
         )
+    if report.tag_batches:
+        log.warning("sweep resumed %s order tag batches", len(report.tag_batches))
 
 
 def sweep(services: Services, now: datetime | None = None) -> SweepReport:
@@ -87,6 +92,7 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
         _follow_ups(session, now, stale, report)
         _notices(session, now, stale, report)
         _tags(session, now, stale, report)
+        report.tag_batches = order_tags.unfinished(session, stale)
     report.apologies = _without_waiting_jobs(services, report.apologies, APOLOGY_JOBS)
     report.follow_ups = _without_waiting_jobs(services, report.follow_ups, FOLLOW_UP_JOBS)
     report.notices = _without_waiting_jobs(services, report.notices, NOTICE_JOBS)
@@ -99,6 +105,12 @@ def sweep(services: Services, now: datetime | None = None) -> SweepReport:
         _enqueue(services, NOTIFY_RESOLVED, incident_id, f"notify-{incident_id}")
     for incident_id in report.tags:
         _enqueue(services, TAG_LATER, incident_id, f"tag-{incident_id}")
+    try:
+        resumed = order_tags.resume(services, report.tag_batches)
+    except Exception as error:  # the queue is down: the next sweep finds the same batches
+        log.error("sweep could not resume order tag batches: %s", type(error).__name__)
+        resumed = []
+    report.tag_batches = [(i, r) for i, r in report.tag_batches if i in resumed]
     return report
 
 
@@ -218,6 +230,8 @@ def _tags(session: Session, now: datetime, stale: timedelta, report: SweepReport
             Incident.opened_at >= now - LOOKBACK,
             Task.order_tagged_at.is_(None),
             Incident.id.in_(deferred),
+            # A shop's running batch takes the waiting tags when it ends (actions/order_tags.py).
+            Incident.shop_id.not_in(select(OrderTagBatch.shop_id).where(OrderTagBatch.state.in_(UNFINISHED))),
         )
         .order_by(Incident.id)
         .limit(BATCH)

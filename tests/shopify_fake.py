@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from typing import Any
 
 import responses
@@ -44,13 +47,37 @@ class FakeAdmin:
     _scripted: dict[str, list[Answer | Callable[[Call], Answer]]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
     available: float = 1990.0
+    # Bulk mutations: staged uploads by key, operations by id, how many status queries an
+    # operation answers RUNNING before it ends, how it ends, and orders whose tag is refused.
+    staged: dict[str, bytes] = field(default_factory=dict)
+    uploads: list[bytes] = field(default_factory=list)  # every file uploaded, in order
+    bulk: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bulk_polls_before_done: int = 1
+    bulk_ends: str = "COMPLETED"
+    bulk_answers_lines: bool = True  # False: a COMPLETED operation whose results miss lines
+    refuse_tags: set[int] = field(default_factory=set)
 
     @property
     def url(self) -> str:
         return f"https://{self.shop}/admin/api/{SHOPIFY_API_VERSION}/graphql.json"
 
+    @property
+    def upload_url(self) -> str:
+        return "https://shopify-staged-uploads.storage.googleapis.com/"
+
+    def results_url(self, number: str) -> str:
+        return f"https://storage.googleapis.com/shopify-tiers-assets-prod-us-east1/bulk-{number}.jsonl"
+
     def install(self, mock: responses.RequestsMock) -> FakeAdmin:
         mock.add_callback(responses.POST, self.url, callback=self._handle, content_type="application/json")
+        mock.add_callback(responses.POST, self.upload_url, callback=self._upload)
+        mock.add_callback(
+            responses.GET,
+            re.compile(
+                r"https://storage\.googleapis\.com/shopify-tiers-assets-prod-us-east1/bulk-\d+\.jsonl"
+            ),
+            callback=self._results,
+        )
         return self
 
     # -- scripting -----------------------------------------------------------------------------
@@ -149,12 +176,112 @@ class FakeAdmin:
             order_id = int(call.variables["id"].rsplit("/", 1)[-1])
             self.tags.setdefault(order_id, set()).update(call.variables["tags"])
             return {"tagsAdd": {"node": {"id": call.variables["id"]}, "userErrors": []}}
+        if call.operation in ("stagedUploadsCreate", "bulkOperationRunMutation", "node"):
+            return self._bulk_answer(call)
         if call.operation == "order":
             order_id = int(call.variables["id"].rsplit("/", 1)[-1])
             return {"order": self.orders.get(order_id)}
         if call.operation == "orders":  # the late-delivery scan (a periodic job): no open shipments
             return {"orders": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}}
         raise AssertionError(f"the fake Admin API does not know {call.operation}")
+
+    # -- bulk mutations (plugin/shopify/bulk.py) -------------------------------------------------
+
+    def _bulk_answer(self, call: Call) -> dict[str, Any]:
+        if call.operation == "stagedUploadsCreate":
+            (wanted,) = call.variables["input"]
+            assert (wanted["resource"], wanted["httpMethod"]) == ("BULK_MUTATION_VARIABLES", "POST")
+            key = f"tmp/{next(self._ids)}/bulk/{wanted['filename']}"
+            parameters = [
+                {"name": "Content-Type", "value": wanted["mimeType"]},
+                {"name": "success_action_status", "value": "201"},
+                {"name": "acl", "value": "private"},
+                {"name": "key", "value": key},
+                {"name": "policy", "value": "eyJjb25kaXRpb25zIjpbXX0="},
+            ]
+            target = {"url": self.upload_url, "parameters": parameters}
+            return {"stagedUploadsCreate": {"stagedTargets": [target], "userErrors": []}}
+        if call.operation == "bulkOperationRunMutation":
+            path = call.variables["path"]
+            running = [op for op in self.bulk.values() if op["status"] in ("CREATED", "RUNNING")]
+            if path not in self.staged or running:
+                message = "already in progress" if running else "invalid staged upload path"
+                error = {"field": None, "message": f"A bulk mutation operation is {message}"}
+                return {"bulkOperationRunMutation": {"bulkOperation": None, "userErrors": [error]}}
+            number = str(next(self._ids))
+            lines = self.staged.pop(path).decode().splitlines()
+            operation = {
+                "id": f"gid://shopify/BulkOperation/{number}",
+                "status": "CREATED",
+                "polls": 0,
+                "results": self._run_lines(call.variables["mutation"], lines),
+                "number": number,
+            }
+            self.bulk[operation["id"]] = operation
+            return {
+                "bulkOperationRunMutation": {
+                    "bulkOperation": {"id": operation["id"], "status": "CREATED"},
+                    "userErrors": [],
+                }
+            }
+        operation = self.bulk.get(call.variables["id"])
+        if operation is None:
+            return {"node": None}
+        operation["polls"] += 1
+        done = operation["polls"] > self.bulk_polls_before_done
+        operation["status"] = self.bulk_ends if done else "RUNNING"
+        completed = operation["status"] == "COMPLETED"
+        return {
+            "node": {
+                "id": operation["id"],
+                "status": operation["status"],
+                "errorCode": None if completed or not done else "INTERNAL_SERVER_ERROR",
+                "objectCount": str(len(operation["results"])),
+                "url": self.results_url(operation["number"]) if completed else None,
+                "partialDataUrl": None,
+            }
+        }
+
+    def _run_lines(self, mutation: str, lines: list[str]) -> list[dict[str, Any]]:
+        """What Shopify does with each line: the mutation with those variables."""
+        assert _root_field(mutation) == "tagsAdd", "the fake runs bulk tagsAdd only"
+        results = []
+        for number, line in enumerate(lines):
+            variables = json.loads(line)
+            assert_valid_where_available(mutation, variables)
+            order_id = int(variables["id"].rsplit("/", 1)[-1])
+            if order_id in self.refuse_tags:
+                error = {"field": ["id"], "message": "Order does not exist"}
+                payload: dict[str, Any] = {"node": None, "userErrors": [error]}
+            else:
+                self.tags.setdefault(order_id, set()).update(variables["tags"])
+                payload = {"node": {"id": variables["id"]}, "userErrors": []}
+            if self.bulk_answers_lines or number % 2 == 0:
+                results.append({"data": {"tagsAdd": payload}, "__lineNumber": number})
+        return results
+
+    def _upload(self, request: Any) -> tuple[int, dict[str, str], str]:
+        fields = _multipart(request.body, request.headers["Content-Type"])
+        # Google's form upload reads the policy fields first: the file must come last.
+        assert list(fields)[-1] == "file", list(fields)
+        self.staged[fields["key"].decode()] = fields["file"]
+        self.uploads.append(fields["file"])
+        return 201, {}, ""
+
+    def _results(self, request: Any) -> tuple[int, dict[str, str], str]:
+        number = request.url.rsplit("bulk-", 1)[1].removesuffix(".jsonl")
+        (operation,) = [op for op in self.bulk.values() if op["number"] == number]
+        return 200, {}, "".join(json.dumps(line) + "\n" for line in operation["results"])
+
+
+def _multipart(body: bytes, content_type: str) -> dict[str, bytes]:
+    message = BytesParser(policy=default_policy).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    return {
+        str(part.get_param("name", header="content-disposition")): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }
 
 
 def _root_field(document: str) -> str:

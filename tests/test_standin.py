@@ -5,6 +5,8 @@ depends on it; the data it answers with is checked against Shopify's published s
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -677,6 +679,12 @@ SAMPLE_VARIABLES: dict[str, Any] = {
         "code": "SHIP-7KQ2-M4XP",
         "startsAt": "2026-11-01T00:00:00Z",
     },
+    "StagedUploadInput": {
+        "resource": "BULK_MUTATION_VARIABLES",
+        "filename": "variables.jsonl",
+        "mimeType": "text/jsonl",
+        "httpMethod": "POST",
+    },
     "WebhookSubscriptionTopic": "FULFILLMENT_EVENTS_CREATE",
     "WebhookSubscriptionInput": {"uri": "https://amends.example.test/webhooks", "format": "JSON"},
 }
@@ -747,3 +755,91 @@ def test_open_shipments_are_on_time_unless_seeded_late(standin: StandIn):
     assert late_count() == 0  # `amends dev`'s first scan finds nothing to apologise for
     standin.shop(SHOP).seed_orders(10, late_every=2)
     assert late_count() == 5
+
+
+# -- bulk mutations ---------------------------------------------------------------------------
+
+
+def test_a_bulk_mutation_runs_each_uploaded_line_and_writes_a_results_file(standin: StandIn):
+    """What B3's order tags rely on: stage, upload, run, poll, read the results; ~20 points."""
+    from plugin.shopify import bulk
+    from plugin.shopify.tags import TAG_ORDER
+
+    standin.configure(bulk_seconds=0.05)
+    stage_input = {
+        "resource": "BULK_MUTATION_VARIABLES",
+        "filename": "variables.jsonl",
+        "mimeType": "text/jsonl",
+        "httpMethod": "POST",
+    }
+    staged = post(standin, bulk.STAGE, {"input": [stage_input]}).json()["data"]["stagedUploadsCreate"]
+    [target] = staged["stagedTargets"]
+    form = {p["name"]: p["value"] for p in target["parameters"]}
+    lines = [{"id": f"gid://shopify/Order/{n}", "tags": ["amends"]} for n in (11, 12)] + [
+        {"id": "not-an-order", "tags": ["amends"]}
+    ]
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    upload = requests.post(
+        target["url"], data=form, files={"file": ("v.jsonl", body, "text/jsonl")}, timeout=5
+    )
+    assert upload.status_code == 201
+
+    wrong = post(standin, bulk.RUN, {"mutation": TAG_ORDER, "path": "tmp/never-uploaded"}).json()
+    assert wrong["data"]["bulkOperationRunMutation"]["userErrors"][0]["message"].startswith(
+        "The staged upload"
+    )
+    run = post(standin, bulk.RUN, {"mutation": TAG_ORDER, "path": form["key"]}).json()["data"]
+    operation = run["bulkOperationRunMutation"]["bulkOperation"]
+    assert operation["status"] == "CREATED"
+    again = post(standin, bulk.RUN, {"mutation": TAG_ORDER, "path": form["key"]}).json()["data"]
+    assert again["bulkOperationRunMutation"]["bulkOperation"] is None  # the file was used
+
+    deadline = time.monotonic() + 5
+    while True:
+        node = post(standin, bulk.STATUS, {"id": operation["id"]}).json()["data"]["node"]
+        if node["status"] == "COMPLETED" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert (node["status"], node["objectCount"], node["errorCode"]) == ("COMPLETED", "3", None)
+    results = [json.loads(line) for line in requests.get(node["url"], timeout=5).text.splitlines()]
+    assert [r["__lineNumber"] for r in results] == [0, 1, 2]
+    assert results[0]["data"]["tagsAdd"] == {"node": {"id": "gid://shopify/Order/11"}, "userErrors": []}
+    assert results[2]["data"]["tagsAdd"]["userErrors"][0]["message"] == "Invalid global id"
+    order = post(standin, '{ order(id: "gid://shopify/Order/12") { tags } }').json()["data"]["order"]
+    assert order["tags"] == ["amends"]
+    stats = standin.stats()
+    assert stats["mutations"]["tagsAdd"] == 3 and stats["points_by_root_field"].get("tagsAdd", 0) == 0
+    assert stats["points_by_root_field"]["stagedUploadsCreate"] == 10
+    assert stats["points_by_root_field"]["bulkOperationRunMutation"] == 10 * 3  # three calls above
+
+
+def test_one_bulk_mutation_at_a_time_per_shop(standin: StandIn):
+    from plugin.shopify import bulk
+    from plugin.shopify.tags import TAG_ORDER
+
+    standin.configure(bulk_seconds=5)
+    keys = []
+    for _ in range(2):
+        staged = post(
+            standin,
+            bulk.STAGE,
+            {
+                "input": [
+                    {
+                        "resource": "BULK_MUTATION_VARIABLES",
+                        "filename": "v.jsonl",
+                        "mimeType": "text/jsonl",
+                        "httpMethod": "POST",
+                    }
+                ]
+            },
+        ).json()["data"]["stagedUploadsCreate"]
+        [target] = staged["stagedTargets"]
+        form = {p["name"]: p["value"] for p in target["parameters"]}
+        requests.post(target["url"], data=form, files={"file": ("v.jsonl", b"{}\n")}, timeout=5)
+        keys.append(form["key"])
+    first = post(standin, bulk.RUN, {"mutation": TAG_ORDER, "path": keys[0]}).json()["data"]
+    assert first["bulkOperationRunMutation"]["userErrors"] == []
+    second = post(standin, bulk.RUN, {"mutation": TAG_ORDER, "path": keys[1]}).json()["data"]
+    [error] = second["bulkOperationRunMutation"]["userErrors"]
+    assert "already in progress" in error["message"]

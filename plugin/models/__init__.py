@@ -7,6 +7,7 @@ from plugin.models.incident import Incident, IncidentKey, Settlement, TimelineEn
 from plugin.models.message import Message, OutboxEmail
 from plugin.models.scan import ScanRun
 from plugin.models.shop import Shop, ShopSettings
+from plugin.models.tag_batch import OrderTagBatch
 from plugin.models.task import Task
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Incident",
     "IncidentKey",
     "Message",
+    "OrderTagBatch",
     "OutboxEmail",
     "ScanRun",
     "Settlement",

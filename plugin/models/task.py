@@ -26,6 +26,11 @@ class Task(Base):
     assignee: Mapped[str | None] = mapped_column(String(255))
     notes: Mapped[str | None] = mapped_column(Text)
     order_tagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the tag waited out a storm; the bulk mutation that carries it, once chosen.
+    order_tag_deferred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    order_tag_batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("order_tag_batches.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(255))

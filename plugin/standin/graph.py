@@ -54,6 +54,9 @@ CONCRETE_TYPES = frozenset(
         "MoneyBag",
         "MailingAddress",
         "Image",
+        "BulkOperation",
+        "StagedMediaUploadTarget",
+        "StagedUploadParameter",
     }
 )
 

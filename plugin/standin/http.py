@@ -6,6 +6,8 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,6 +20,9 @@ log = logging.getLogger(__name__)
 GRAPHQL_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/api/(?P<version>[^/]+)/graphql\.json$")
 TOKEN_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/oauth/access_token$")
 AUTHORIZE_PATH = re.compile(r"^(?:/shops/(?P<shop>[^/]+))?/admin/oauth/authorize$")
+# Bulk mutations: the staged-upload target, and an operation's results file.
+STAGED_PATH = re.compile(r"^/shops/(?P<shop>[^/]+)/_staged_uploads$")
+RESULTS_PATH = re.compile(r"^/shops/(?P<shop>[^/]+)/_bulk_results/(?P<number>\d+)\.jsonl$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,6 +57,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
             else:
                 self._json(status, {"errors": target})
+        elif match := RESULTS_PATH.match(parts.path):
+            text = self.standin.bulk_results(match["shop"], int(match["number"]))
+            if text is None:
+                self._json(404, {"errors": "Not Found"})
+                return
+            data = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/jsonl")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         elif parts.path == "/healthz":
             self._json(200, {"ok": True})
         else:
@@ -79,6 +95,15 @@ class Handler(BaseHTTPRequestHandler):
             form = _form(raw, self.headers.get("Content-Type") or "")
             shop = match["shop"] or (self.headers.get("Host") or "unknown").split(":")[0]
             self._json(*self.standin.token_grant(shop, form))
+        elif match := STAGED_PATH.match(parts.path):
+            fields = _multipart(raw, self.headers.get("Content-Type") or "")
+            if "key" not in fields or "file" not in fields:
+                self._json(400, {"errors": "a multipart form with `key` and `file` is expected"})
+                return
+            self.standin.stage(match["shop"], fields["key"].decode(), fields["file"])
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif parts.path in ("/_reset", "/_config", "/_fail_next", "/_seed"):
             self._control(parts.path, raw)
         else:
@@ -123,3 +148,19 @@ def _form(raw: bytes, content_type: str) -> dict[str, str]:
             return {}
         return {str(k): str(v) for k, v in body.items()} if isinstance(body, dict) else {}
     return {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+
+
+def _multipart(raw: bytes, content_type: str) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body, by name."""
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=default_policy).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload
+    return fields

@@ -7,6 +7,7 @@ Root fields not listed here answer a GraphQL error naming them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
@@ -124,6 +125,7 @@ def node(shop: ShopState, args: dict[str, Any]) -> Any:
         "Return": return_,
         "Refund": refund,
         "DiscountCodeNode": code_discount_node,
+        "BulkOperation": bulk_operation,
     }
     resolver = lookups.get(kind)
     return resolver(shop, {"id": node_id}) if resolver else None
@@ -204,6 +206,66 @@ def tags_add(shop: ShopState, args: dict[str, Any]) -> Any:
     return {"__typename": "Payload", "node": {"__typename": "Order", "id": node_id}, "userErrors": []}
 
 
+def staged_uploads_create(shop: ShopState, args: dict[str, Any]) -> Any:
+    targets = []
+    for item in args.get("input") or []:
+        if not isinstance(item, dict):
+            error = {"__typename": "UserError", "field": ["input"], "message": "Each input must be an object"}
+            return {"__typename": "Payload", "stagedTargets": [], "userErrors": [error]}
+        key = f"tmp/{uuid.uuid4().hex}/{item.get('filename') or 'upload'}"
+        parameters = [
+            {"__typename": "StagedUploadParameter", "name": "key", "value": key},
+            {"__typename": "StagedUploadParameter", "name": "Content-Type", "value": item.get("mimeType")},
+            {"__typename": "StagedUploadParameter", "name": "success_action_status", "value": "201"},
+        ]
+        url = f"{shop.upload_url}/_staged_uploads"
+        targets.append(
+            {
+                "__typename": "StagedMediaUploadTarget",
+                "url": url,
+                "resourceUrl": None,
+                "parameters": parameters,
+            }
+        )
+    return {"__typename": "Payload", "stagedTargets": targets, "userErrors": []}
+
+
+def bulk_operation_run_mutation(shop: ShopState, args: dict[str, Any]) -> Any:
+    def refused(message: str) -> dict[str, Any]:
+        error = {"__typename": "BulkMutationUserError", "field": None, "message": message, "code": None}
+        return {"__typename": "Payload", "bulkOperation": None, "userErrors": [error]}
+
+    path = str(args.get("stagedUploadPath") or "")
+    if path not in shop.staged:
+        return refused("The staged upload path is not valid for this shop.")
+    running = [op for op in shop.bulk_operations.values() if op["status"] in ("CREATED", "RUNNING")]
+    if running:
+        return refused(
+            f"A bulk mutation operation for this app and shop is already in progress: {running[0]['id']}."
+        )
+    number = shop.next_id()
+    operation = {
+        "__typename": "BulkOperation",
+        "id": gid("BulkOperation", number),
+        "status": "CREATED",
+        "type": "MUTATION",
+        "errorCode": None,
+        "objectCount": "0",
+        "url": None,
+        "partialDataUrl": None,
+        "query": str(args.get("mutation") or ""),
+        "_lines": shop.staged.pop(path).decode("utf-8", "replace").splitlines(),
+    }
+    shop.bulk_operations[number] = operation
+    shop.bulk_to_run.append(number)
+    return {"__typename": "Payload", "bulkOperation": operation, "userErrors": []}
+
+
+def bulk_operation(shop: ShopState, args: dict[str, Any]) -> Any:
+    number = number_of(args.get("id"))
+    return shop.bulk_operations.get(number) if number is not None else None
+
+
 def tags_remove(shop: ShopState, args: dict[str, Any]) -> Any:
     node_id = str(args.get("id") or "")
     remove = set(args.get("tags") or [])
@@ -281,6 +343,8 @@ MUTATIONS: dict[str, Resolver] = {
     "discountCodeBasicCreate": discount_code_basic_create,
     "discountCodeFreeShippingCreate": discount_code_free_shipping_create,
     "tagsAdd": tags_add,
+    "stagedUploadsCreate": staged_uploads_create,
+    "bulkOperationRunMutation": bulk_operation_run_mutation,
     "tagsRemove": tags_remove,
     "orderUpdate": order_update,
     "webhookSubscriptionCreate": webhook_subscription_create,

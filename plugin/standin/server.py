@@ -11,6 +11,7 @@ Point Amends at it with SHOPIFY_ADMIN_BASE_URL=http://127.0.0.1:PORT/shops/{shop
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -44,6 +45,7 @@ class Settings:
     faults: dict[str, float] = field(default_factory=dict)  # kind → fraction of calls
     retry_after: float = 1.0
     token_lifetime: float = TOKEN_LIFETIME
+    bulk_seconds: float = 0.5  # how long a bulk operation runs before its lines do
 
 
 @dataclass
@@ -132,7 +134,9 @@ class StandIn:
     def shop(self, domain: str) -> ShopState:
         with self._lock:
             if domain not in self._shops:
-                self._shops[domain] = ShopState(domain, cost.PLANS[self.settings.plan])
+                state = ShopState(domain, cost.PLANS[self.settings.plan])
+                state.upload_url = f"{self.url}/shops/{domain}"
+                self._shops[domain] = state
             return self._shops[domain]
 
     def configure(self, **changes: Any) -> None:
@@ -151,7 +155,7 @@ class StandIn:
                         raise ValueError(f"unknown plan {value!r}")
                     for state in self._shops.values():
                         state.set_plan(value)
-                if name in ("latency", "retry_after", "token_lifetime"):
+                if name in ("latency", "retry_after", "token_lifetime", "bulk_seconds"):
                     value = float(value)
                 setattr(self.settings, name, value)
 
@@ -257,9 +261,79 @@ class StandIn:
         status, answer, headers, call = self._graphql(state, body, token, fault)
         with self._lock:
             self.calls.append(call)
+        with state.lock:
+            started, state.bulk_to_run = state.bulk_to_run, []
+        for number in started:
+            threading.Thread(target=self._run_bulk, args=(state, number), daemon=True).start()
         if half:
             time.sleep(half)
         return status, answer, headers
+
+    # -- bulk mutations ---------------------------------------------------------------------
+
+    def stage(self, shop: str, key: str, content: bytes) -> None:
+        """A file POSTed to the staged-upload URL."""
+        state = self.shop(shop)
+        with state.lock:
+            state.staged[key] = content
+
+    def bulk_results(self, shop: str, number: int) -> str | None:
+        state = self.shop(shop)
+        with state.lock:
+            operation = state.bulk_operations.get(number)
+            return operation.get("_results") if operation else None
+
+    def _run_bulk(self, state: ShopState, number: int) -> None:
+        """Shopify's side of a bulk mutation: after a while, the mutation once per line (no
+        points taken: the operation cost its own call), then a results file."""
+        time.sleep(self.settings.bulk_seconds)
+        with state.lock:
+            operation = state.bulk_operations[number]
+            operation["status"] = "RUNNING"
+            query, lines = operation["query"], operation["_lines"]
+        results: list[dict[str, Any]] = []
+        try:
+            document = self._parse(query)
+            definition = _operation(document, None)
+            if definition is None or definition.operation.value != "mutation":
+                raise ValueError("not a mutation")
+            fragments = {
+                d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+            }
+            roots = cost.fields_of(definition.selection_set, fragments)
+            if len(roots) != 1 or roots[0].name.value not in MUTATIONS:
+                raise ValueError("one known mutation field expected")
+        except (GraphQLSyntaxError, ValueError):
+            with state.lock:
+                operation.update(status="FAILED", errorCode="INTERNAL_SERVER_ERROR")
+            return
+        root = roots[0]
+        key = root.alias.value if root.alias else root.name.value
+        for line_number, text in enumerate(lines):
+            try:
+                variables = json.loads(text)
+                if not isinstance(variables, dict):
+                    raise ValueError
+            except ValueError:
+                results.append(
+                    {"errors": [{"message": "Invalid JSON on this line"}], "__lineNumber": line_number}
+                )
+                continue
+            variables = {**_defaults(definition), **variables}
+            with state.lock:
+                raw = MUTATIONS[root.name.value](state, cost.arguments(root, variables))
+                data = {key: Projector(fragments, variables).value(raw, root)}
+            results.append({"data": data, "__lineNumber": line_number})
+            with self._lock:
+                self.mutation_counts[root.name.value] += 1
+                self.counts["bulk_lines"] += 1
+        with state.lock:
+            operation.update(
+                status="COMPLETED",
+                objectCount=str(len(lines)),
+                url=f"{state.upload_url}/_bulk_results/{number}.jsonl" if results else None,
+                _results="".join(json.dumps(r) + "\n" for r in results),
+            )
 
     def _fault(self) -> str | None:
         if self._fail_next:

@@ -61,6 +61,11 @@ class ShopState:
         self.token_expiry: dict[str, float] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token → access token it belongs to
         self.counter = 0
+        # Bulk mutations: files uploaded to the staged-upload URL (by key), and operations.
+        self.upload_url = ""  # set by the server: where stagedUploadsCreate sends clients
+        self.staged: dict[str, bytes] = {}
+        self.bulk_operations: dict[int, dict[str, Any]] = {}
+        self.bulk_to_run: list[int] = []
 
     def next_id(self) -> int:
         self.counter += 1
