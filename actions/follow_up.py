@@ -54,6 +54,11 @@ TAG_LATER = "actions.follow_up.tag_order_later"
 # first. (A quarter, not half: a shop's first calls find the model at the smallest plan's
 # 1,000 points until it has refilled to what Shopify reports.)
 TAG_WAITS_UNDER = 0.25
+# Or while the shop's incidents come many at once: then its tags wait and go to Shopify
+# together in one bulk operation (actions/order_tags.py) instead of 10 points each, from the
+# storm's first minute, when the bucket is still full.
+STORM_INCIDENTS = 20
+STORM_WINDOW = timedelta(minutes=1)
 
 
 def tag_order_later(incident_id: int, bulk: bool = True) -> None:
@@ -95,8 +100,9 @@ def open_follow_up(incident_id: int, tag_may_wait: bool = True) -> None:
                 )
         staff_each = settings.shop.staff_notifications == "each"
         shop_domain, order_id = shop.domain, incident.order_id
+        storm = tag_wanted and tag_may_wait and _many_incidents(session, shop.id)
 
-    if tag_wanted and tag_may_wait and budget.short(services, shop_domain, TAG_WAITS_UNDER):
+    if tag_wanted and tag_may_wait and (storm or budget.short(services, shop_domain, TAG_WAITS_UNDER)):
         tag_wanted = not _tag_later(services, incident_id)
     if tag_wanted:
         _tag(services, incident_id, shop_domain, order_id, tag)
@@ -158,6 +164,15 @@ def task_title(incident: Incident) -> str:
     label = KIND_LABELS.get(incident.kind, incident.kind).capitalize()
     who = f" ({incident.customer_first_name})" if incident.customer_first_name else ""
     return f"{label}: order {incident.order_name or incident.order_id}{who}"
+
+
+def _many_incidents(session: Session, shop_id: int) -> bool:
+    recent = (
+        select(Incident.id)
+        .where(Incident.shop_id == shop_id, Incident.opened_at >= utcnow() - STORM_WINDOW)
+        .limit(STORM_INCIDENTS)
+    )
+    return len(session.scalars(recent).all()) >= STORM_INCIDENTS
 
 
 def _tag_later(services: Services, incident_id: int) -> bool:

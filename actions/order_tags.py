@@ -18,7 +18,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from actions.apology import flag
@@ -123,11 +123,18 @@ def run_batch(batch_id: int, round_: int = 0) -> None:
 
 
 def start_next(services: Services, shop_id: int) -> None:
-    """A batch for the tags that came in while the last one ran, if enough wait."""
+    """The tags that came in while the last batch ran: a batch if enough wait, else each on
+    its own now (their jobs found the batch running and left them to it)."""
     with services.db.session() as session:
         batch_id = _new_batch(session, shop_id)
+        left = [] if batch_id is not None else list(session.scalars(_waiting_incidents(shop_id)))
     if batch_id is not None:
         _enqueue_round(services, batch_id, 0)
+        return
+    queued = services.queue.waiting([f"tag-{i}" for i in left])
+    for incident_id in left:
+        if f"tag-{incident_id}" not in queued:  # a job still to come tags it itself
+            services.queue.enqueue(TAG_LATER, incident_id, False, job_id=f"tag-{incident_id}")
 
 
 def _new_batch(session: Session, shop_id: int) -> int | None:
@@ -135,19 +142,7 @@ def _new_batch(session: Session, shop_id: int) -> int | None:
     session.execute(select(Shop.id).where(Shop.id == shop_id).with_for_update())
     if _running(session, shop_id):
         return None
-    waiting = list(
-        session.scalars(
-            select(Task.id)
-            .where(
-                Task.shop_id == shop_id,
-                Task.order_tag_deferred_at.is_not(None),
-                Task.order_tagged_at.is_(None),
-                Task.order_tag_batch_id.is_(None),
-            )
-            .order_by(Task.id)
-            .limit(BULK_MAX)
-        )
-    )
+    waiting = list(session.scalars(_waiting_tasks(shop_id, Task.id).limit(BULK_MAX)))
     if len(waiting) < BULK_MIN:
         return None
     batch = OrderTagBatch(shop_id=shop_id, tag=load(session, shop_id).shop.order_tag, task_ids=waiting)
@@ -155,6 +150,24 @@ def _new_batch(session: Session, shop_id: int) -> int | None:
     session.flush()
     session.execute(update(Task).where(Task.id.in_(waiting)).values(order_tag_batch_id=batch.id))
     return batch.id
+
+
+def _waiting_tasks(shop_id: int, column: Any) -> Select[Any]:
+    """The shop's deferred tags that no batch has taken, oldest first."""
+    return (
+        select(column)
+        .where(
+            Task.shop_id == shop_id,
+            Task.order_tag_deferred_at.is_not(None),
+            Task.order_tagged_at.is_(None),
+            Task.order_tag_batch_id.is_(None),
+        )
+        .order_by(Task.id)
+    )
+
+
+def _waiting_incidents(shop_id: int) -> Select[Any]:
+    return _waiting_tasks(shop_id, Task.incident_id).limit(BULK_MIN)
 
 
 def _running(session: Session, shop_id: int) -> bool:

@@ -188,22 +188,25 @@ def test_a_batch_whose_job_was_lost_is_resumed_by_the_sweep_and_old_rounds_do_no
     mail_services, admin, shop_id
 ):
     incident_ids = storm(mail_services, shop_id, order_tags.BULK_MIN)
+    admin.bulk_polls_before_done = 1_000  # running until the test says otherwise
     run_worker(mail_services, burst=True)  # started; its next round is scheduled
     [batch] = batches(mail_services)
-    assert batch.state == RUNNING and batch.round == 1
+    assert batch.state == RUNNING and batch.round >= 1
     real.flush_redis(mail_services.redis)  # Redis lost everything, the scheduled round with it
     with mail_services.db.session() as session:
         session.execute(update(OrderTagBatch).values(checked_at=utcnow() - timedelta(minutes=10)))
 
     report = sweep(mail_services)
 
-    assert report.tag_batches == [(batch.id, 1)]
+    assert report.tag_batches == [(batch.id, batch.round)]
+    next_round = batch.round + 1
     assert [job for job in queued(mail_services) if job[0] == order_tags.RUN_BATCH] == [
-        (order_tags.RUN_BATCH, (batch.id, 2), f"tag-batch-{batch.id}-2")
+        (order_tags.RUN_BATCH, (batch.id, next_round), f"tag-batch-{batch.id}-{next_round}")
     ]
     polls = len(admin.of("node"))
-    order_tags.run_batch(batch.id, 1)  # the lost round, had it come back: a duplicate
+    order_tags.run_batch(batch.id, batch.round)  # the lost round, had it come back: a duplicate
     assert len(admin.of("node")) == polls
+    admin.bulk_polls_before_done = 0
     work_until(mail_services, lambda: tagged(mail_services, incident_ids))
     assert admin.of("tagsAdd") == [] and len(admin.of("bulkOperationRunMutation")) == 1
 
@@ -216,3 +219,42 @@ def test_the_upload_holds_one_line_per_order_in_task_order(mail_services, admin,
     lines = [json.loads(line) for line in upload.decode().splitlines()]
     orders = [incident(mail_services, i).order_id for i in incident_ids]
     assert lines == [{"id": f"gid://shopify/Order/{order}", "tags": ["amends"]} for order in orders]
+
+
+def test_the_few_tags_left_when_a_batch_ends_are_added_one_by_one_at_once(mail_services, admin, shop_id):
+    """Their jobs ran while the batch did and left them to it; the batch's end tags them,
+    without waiting for the incident sweep."""
+    first = storm(mail_services, shop_id, order_tags.BULK_MIN)
+    admin.bulk_polls_before_done = 2
+    run_worker(mail_services, burst=True)  # the batch is made and its operation started
+    later = storm(mail_services, shop_id, 3)
+    run_worker(mail_services, burst=True)  # their jobs find the batch running
+    assert admin.of("tagsAdd") == []
+
+    work_until(mail_services, lambda: tagged(mail_services, first + later))
+
+    singles = sorted(int(c.variables["id"].rsplit("/", 1)[1]) for c in admin.of("tagsAdd"))
+    assert singles == sorted(incident(mail_services, i).order_id for i in later)
+    assert report_of(sweep(mail_services)) == []  # nothing was left for the sweep
+
+
+def report_of(report) -> list[int]:
+    return report.tags
+
+
+def test_a_storms_tags_wait_from_its_first_minute_while_the_bucket_is_still_full(
+    mail_services, admin, shop_id
+):
+    from actions.follow_up import STORM_INCIDENTS
+
+    incident_ids = [make_incident(mail_services, shop_id) for _ in range(STORM_INCIDENTS + 5)]
+    for incident_id in incident_ids:
+        open_follow_up(incident_id)  # the shop's bucket is full: only the count says "storm"
+
+    assert admin.of("tagsAdd") == []
+    assert all("order_tag_deferred" in events(mail_services, i) for i in incident_ids)
+    quiet = make_incident(mail_services, shop_id, opened_at=utcnow() - timedelta(hours=1))
+    with mail_services.db.session() as session:  # the storm is over: an hour later
+        session.execute(update(Incident).values(opened_at=utcnow() - timedelta(hours=1)))
+    open_follow_up(quiet)
+    assert len(admin.of("tagsAdd")) == 1

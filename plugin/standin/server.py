@@ -216,6 +216,7 @@ class StandIn:
                 "unauthorized": self.counts["unauthorized"],
                 "errors": self.counts["errors"],
                 "taken": self.counts["taken"],
+                "bulk_lines": self.counts["bulk_lines"],
                 "faults": dict(self.faults),
                 "root_fields": dict(self.fields),
                 "mutations": dict(self.mutation_counts),
