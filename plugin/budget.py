@@ -169,11 +169,14 @@ def short(services: Services, shop: str, fraction: float) -> bool:
     redis = services.redis
     if redis is not None:
         try:
-            bucket = snapshot(services, shop)
-            seconds, micros = redis.time()
-            now = seconds + micros / 1_000_000  # the model's clock is Redis' (the Lua scripts)
+            with redis.pipeline(transaction=False) as pipe:  # one round trip
+                pipe.hmget(KEY_PREFIX + shop, "available", "at", "maximum", "rate")
+                pipe.time()
+                values, (seconds, micros) = pipe.execute()
         except Exception:
             return False
+        bucket = _bucket(values)
+        now = seconds + micros / 1_000_000  # the model's clock is Redis' (the Lua scripts)
     else:
         bucket, now = _local.get(shop), time.monotonic()
     if bucket is None:
@@ -186,16 +189,19 @@ def snapshot(services: Services, shop: str) -> Bucket | None:
     """The model as it stands (for tests, benchmarks and the health of a storm)."""
     redis = services.redis
     if redis is not None:
-        values = redis.hmget(KEY_PREFIX + shop, "available", "at", "maximum", "rate")
-        if values[0] is None:
-            return None
-        return Bucket(
-            available=float(values[0]),
-            at=float(values[1]),
-            maximum=float(values[2] or DEFAULT_MAXIMUM),
-            rate=float(values[3] or DEFAULT_RESTORE_RATE),
-        )
+        return _bucket(redis.hmget(KEY_PREFIX + shop, "available", "at", "maximum", "rate"))
     return _local.get(shop)
+
+
+def _bucket(values: list[Any]) -> Bucket | None:
+    if values[0] is None:
+        return None
+    return Bucket(
+        available=float(values[0]),
+        at=float(values[1]),
+        maximum=float(values[2] or DEFAULT_MAXIMUM),
+        rate=float(values[3] or DEFAULT_RESTORE_RATE),
+    )
 
 
 def _update(
