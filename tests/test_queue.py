@@ -1,4 +1,7 @@
+import contextlib
 import itertools
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -160,7 +163,11 @@ def test_a_job_whose_worker_was_killed_stops_waiting_long_before_rq_notices(data
     app = create_app(make_config(database_url, redis_url=redis_url))
     services = app.extensions["amends"]
     queue = services.queue
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, database_url, redis_url], cwd=PROJECT_ROOT)
+    # Its own process group: RQ's scheduler is a child process, and a machine that dies takes
+    # both (killing only the worker would leave the scheduler running after the test).
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, database_url, redis_url], cwd=PROJECT_ROOT, start_new_session=True
+    )
     try:
         queue.enqueue("tests.jobs.sleep", 600, job_id="held")
         job = Job.fetch("held", connection=services.redis, serializer=queue.rq.serializer)
@@ -172,7 +179,7 @@ def test_a_job_whose_worker_was_killed_stops_waiting_long_before_rq_notices(data
         time.sleep(ALIVE_SECONDS + 1)
         assert queue.waiting(["held"]) == {"held"}
 
-        worker.kill()
+        os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
         killed = time.monotonic()
         while queue.waiting(["held"]) and time.monotonic() < killed + ALIVE_SECONDS + 5:
@@ -181,6 +188,7 @@ def test_a_job_whose_worker_was_killed_stops_waiting_long_before_rq_notices(data
         assert time.monotonic() - killed <= ALIVE_SECONDS + 3
         assert job.get_status() == "started"  # RQ's own cleanup has not run yet
     finally:
-        worker.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
         services.close()
