@@ -111,10 +111,12 @@ class DeliveryContext:
         """The order's context from Shopify (one query per order and job), read outside the
         transaction. None when Shopify has no such order. Raises ShopifyError subclasses."""
         if order_id not in self._contexts:
+            from plugin.settings import load
             from plugin.shopify.orders import fetch_order_context
 
+            consent = load(self.session, self.shop.id).shop.respect_marketing_consent
             with self.outside_transaction():
-                self._contexts[order_id] = fetch_order_context(self.client, order_id)
+                self._contexts[order_id] = fetch_order_context(self.client, order_id, consent=consent)
         return self._contexts[order_id]
 
 

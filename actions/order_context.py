@@ -20,6 +20,7 @@ from plugin.incidents import APOLOGY, CONTEXT_PENDING, add_timeline
 from plugin.jobs import enqueue_after_commit
 from plugin.models import Incident, Shop
 from plugin.services import current
+from plugin.settings import load
 from plugin.shopify.client import ShopifyClient
 from plugin.shopify.orders import OrderContext, fetch_order_context
 
@@ -41,6 +42,7 @@ def load_order_context(incident_id: int) -> None:
             return
         domain, order_id, opened_at = shop.domain, incident.order_id, incident.opened_at
         installed = shop.installed
+        consent = load(session, shop.id).shop.respect_marketing_consent
 
     failure: str | None = None
     context: OrderContext | None = None
@@ -48,7 +50,7 @@ def load_order_context(incident_id: int) -> None:
         failure = "the shop has uninstalled Amends"
     else:
         try:
-            context = fetch_order_context(ShopifyClient(services, domain), order_id)
+            context = fetch_order_context(ShopifyClient(services, domain), order_id, consent=consent)
         except RetryableError as error:
             if utcnow() - opened_at < GIVE_UP_AFTER:
                 log.info("incident %s: order context not read yet (%s)", incident_id, type(error).__name__)

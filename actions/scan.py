@@ -190,7 +190,7 @@ def _report_late(
             session,
             services,
             shop,
-            SessionReader(session, client),
+            SessionReader(session, client, load_settings(session, shop.id).shop.respect_marketing_consent),
             shipment.order_id,
             shipment.fulfillment_id,
             "overdue",

@@ -26,15 +26,16 @@ class SessionReader:
     """A ContextReader for code outside a delivery (the scan): ends `session`'s read
     transaction before each Shopify call, and refuses if the session has written."""
 
-    def __init__(self, session: Session, client: ShopifyClient):
+    def __init__(self, session: Session, client: ShopifyClient, consent: bool):
         self.session = session
         self.client = client
+        self.consent = consent  # the shop's respect_marketing_consent
 
     def order_context(self, order_id: int) -> OrderContext | None:
         if self.session.new or self.session.dirty or self.session.deleted:
             raise RuntimeError("read the order's context before writing")
         self.session.commit()
-        return fetch_order_context(self.client, order_id)
+        return fetch_order_context(self.client, order_id, consent=self.consent)
 
 
 def read_context(reader: ContextReader, shop: str, order_id: int) -> tuple[OrderContext | None, str | None]:

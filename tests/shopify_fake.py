@@ -180,7 +180,12 @@ class FakeAdmin:
             return self._bulk_answer(call)
         if call.operation == "order":
             order_id = int(call.variables["id"].rsplit("/", 1)[-1])
-            return {"order": self.orders.get(order_id)}
+            order = self.orders.get(order_id)
+            if order and order.get("customer") and "emailMarketingConsent" not in call.document:
+                # Shopify answers what was asked: the consent only when the document names it.
+                customer = {k: v for k, v in order["customer"].items() if k != "emailMarketingConsent"}
+                order = {**order, "customer": customer}
+            return {"order": order}
         if call.operation == "orders":  # the late-delivery scan (a periodic job): no open shipments
             return {"orders": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": []}}
         raise AssertionError(f"the fake Admin API does not know {call.operation}")

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from plugin.models import Message
+from plugin.models import Message, Shop
 from plugin.models.delivery import DONE, IGNORED
 from plugin.models.incident import LATE_DELIVERY, RESOLVED
 from tests.intake import (
@@ -55,7 +55,8 @@ def test_a_delayed_event_opens_an_incident_with_the_order_context(client, servic
     assert incident.order_name == "#1042"
     assert (incident.customer_id, incident.customer_first_name) == (7_000_000_001, "Jane")
     assert incident.customer_email == "jane@example.test"
-    assert incident.customer_locale == "en" and incident.marketing_consent is True
+    # Consent is asked for only by shops that respect it (off by default): unknown here.
+    assert incident.customer_locale == "en" and incident.marketing_consent is None
     assert incident.missing == []
     assert incident.details["status"] == "delayed"
     assert incident.details["summary"] == "your parcel is delayed"
@@ -73,16 +74,25 @@ def test_a_delayed_event_opens_an_incident_with_the_order_context(client, servic
     # One query for the order's context, and it asked for what the incident needs.
     [call] = intake.of("order")
     assert call.variables == {"id": f"gid://shopify/Order/{ORDER_ID}"}
-    for field in (
-        "firstName",
-        "email",
-        "locale",
-        "emailMarketingConsent",
-        "trackingInfo",
-    ):
+    for field in ("firstName", "email", "locale", "trackingInfo"):
         assert field in call.document
     assert "fulfillmentOrders" not in call.document  # the promise: not used, 4 points
+    assert "emailMarketingConsent" not in call.document  # not used by this shop, 1 point
     assert len(apologies(services)) == 1
+
+
+def test_a_shop_that_respects_marketing_consent_reads_it_with_the_order(client, services, intake):
+    from tests.actions_support import set_settings
+
+    with services.db.session() as session:
+        shop_id = session.scalars(select(Shop.id)).one()
+    set_settings(services, shop_id, {"shop": {"respect_marketing_consent": True}})
+    post(client, EVENTS, payload("fulfillment_event_delayed"))
+    drain(services)
+    [incident] = incidents(services)
+    assert incident.marketing_consent is True
+    [call] = intake.of("order")
+    assert "emailMarketingConsent" in call.document
 
 
 @pytest.mark.parametrize("status", ["failure", "attempted_delivery"])

@@ -80,13 +80,21 @@ def test_the_order_context_reserves_what_shopify_will_request(client, admin):
     reserves exactly that (too little and the call is THROTTLED; too much slows every call)."""
     from graphql import OperationDefinitionNode, parse
 
-    from plugin.shopify.orders import ORDER_CONTEXT_COST
+    from plugin.shopify.orders import (
+        ORDER_CONTEXT_COST,
+        ORDER_CONTEXT_WITH_CONSENT,
+        ORDER_CONTEXT_WITH_CONSENT_COST,
+    )
     from plugin.standin.cost import fields_of, requested_cost
 
-    [operation] = [d for d in parse(ORDER_CONTEXT).definitions if isinstance(d, OperationDefinitionNode)]
-    roots = fields_of(operation.selection_set, {})
-    assert requested_cost("query", roots, {}, VARIABLES) == ORDER_CONTEXT_COST
-    assert ORDER_CONTEXT_COST <= 20
+    for document, cost in (
+        (ORDER_CONTEXT, ORDER_CONTEXT_COST),
+        (ORDER_CONTEXT_WITH_CONSENT, ORDER_CONTEXT_WITH_CONSENT_COST),
+    ):
+        [operation] = [d for d in parse(document).definitions if isinstance(d, OperationDefinitionNode)]
+        roots = fields_of(operation.selection_set, {})
+        assert requested_cost("query", roots, {}, VARIABLES) == cost
+    assert ORDER_CONTEXT_COST < ORDER_CONTEXT_WITH_CONSENT_COST <= 20
 
 
 def test_what_a_call_did_not_spend_goes_back_to_the_budget(services, client, admin):
@@ -190,8 +198,8 @@ def test_graphql_errors_that_are_not_throttling_are_permanent(client, admin):
 
 def test_the_order_context_names_what_shopify_withheld(client, admin):
     admin.orders[ORDER_ID] = order_json(ORDER_ID, customer_id=None, email=None)
-    context = fetch_order_context(client, ORDER_ID)
+    context = fetch_order_context(client, ORDER_ID, consent=True)
     assert context is not None
     assert context.missing == ["customer", "email"]
     assert context.customer_id is None and context.marketing_consent is None
-    assert fetch_order_context(client, 1) is None  # no such order
+    assert fetch_order_context(client, 1, consent=False) is None  # no such order

@@ -1,8 +1,8 @@
 """An order's context for an incident: who to apologise to and what happened to the parcel.
 
 One query per incident, for what the incident uses. Page sizes are small (the throttle admits
-a call only when the bucket holds its requested cost, 13 points here; a page asked for and
-not returned is refunded, so the actual cost is ~5 for an order with one shipment): a few
+a call only when the bucket holds its requested cost, 12 points here; a page asked for and
+not returned is refunded, so the actual cost is ~4 for an order with one shipment): a few
 shipments and the first tracking link of each (the apology shows one). The checkout's
 delivery promise is not asked for: no event-driven incident uses it (the late-delivery scan
 reads it in its own query), and it cost 4 of an incident's points. Customer name and email
@@ -32,7 +32,6 @@ query OrderContext($id: ID!) {
       firstName
       email
       locale
-      emailMarketingConsent { marketingState }
     }
     fulfillments(first: 5) {
       id
@@ -47,8 +46,14 @@ query OrderContext($id: ID!) {
 }
 """
 
-# Its requested cost: 3 (order, customer, consent) + 5 × 2 (fulfillment, tracking).
-ORDER_CONTEXT_COST = 13
+# The same with the customer's email marketing consent: one point more (an object), asked for
+# only by shops that respect it (`respect_marketing_consent`, off by default).
+ORDER_CONTEXT_WITH_CONSENT = ORDER_CONTEXT.replace(
+    "      locale\n    }", "      locale\n      emailMarketingConsent { marketingState }\n    }"
+)
+# Their requested costs: 2 (order, customer) or 3 (and consent) + 5 × 2 (fulfillment, tracking).
+ORDER_CONTEXT_COST = 12
+ORDER_CONTEXT_WITH_CONSENT_COST = 13
 
 # The Incident columns this query fills; a null one is named in `missing`.
 PROTECTED = ("customer", "first_name", "email")
@@ -104,9 +109,15 @@ def legacy_id(gid: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def fetch_order_context(client: ShopifyClient, order_id: int) -> OrderContext | None:
-    """None when Shopify has no such order (deleted, or another shop's id)."""
-    data = client.graphql(ORDER_CONTEXT, {"id": order_gid(order_id)}, cost=ORDER_CONTEXT_COST)
+def fetch_order_context(client: ShopifyClient, order_id: int, *, consent: bool) -> OrderContext | None:
+    """None when Shopify has no such order (deleted, or another shop's id). `consent`: also
+    read the customer's email marketing consent (else it stays unknown, None)."""
+    document, cost = (
+        (ORDER_CONTEXT_WITH_CONSENT, ORDER_CONTEXT_WITH_CONSENT_COST)
+        if consent
+        else (ORDER_CONTEXT, ORDER_CONTEXT_COST)
+    )
+    data = client.graphql(document, {"id": order_gid(order_id)}, cost=cost)
     order = data.get("order")
     if order is None:
         return None
