@@ -44,6 +44,7 @@ TAG_LATER = "actions.follow_up.tag_order_later"
 BULK_MIN = 20
 BULK_MAX = 20_000  # lines per operation, far under Shopify's file limit (100 MB)
 POLL_SECONDS = 2.0
+RECORD_CHUNK = 500  # lines recorded per unit of work
 
 
 def batch_job_id(batch_id: int, round_: int) -> str:
@@ -193,52 +194,56 @@ def _lines(session: Session, batch: OrderTagBatch) -> list[dict[str, Any]]:
 def _record(
     services: Services, batch_id: int, status: bulk.BulkStatus, outcomes: dict[int, dict[str, Any]]
 ) -> list[int]:
-    """Each line's outcome on its task; returns the incidents to tag on their own."""
-    alone: list[int] = []
+    """Each line's outcome on its task; returns the incidents to tag on their own. A unit of
+    work per RECORD_CHUNK lines keeps a worker's memory flat for a batch of thousands; a job
+    stopped midway records the rest on its next round (tagged tasks are skipped)."""
     with services.db.session() as session:
         batch = _batch(session, batch_id)
-        tasks = {t.id: t for t in session.scalars(select(Task).where(Task.id.in_(batch.task_ids)))}
-        incidents = {
-            i.id: i
-            for i in session.scalars(
-                select(Incident).where(Incident.id.in_([t.incident_id for t in tasks.values()]))
-            )
-        }
-        now = utcnow()
-        for line, task_id in enumerate(batch.task_ids):
-            task = tasks.get(task_id)
-            incident = incidents.get(task.incident_id) if task else None
-            if task is None or incident is None or task.order_tagged_at is not None:
-                continue
-            outcome = outcomes.get(line)
-            payload = ((outcome or {}).get("data") or {}).get("tagsAdd")
-            refused = (payload or {}).get("userErrors") or []
-            if isinstance(payload, dict) and not refused and not (outcome or {}).get("errors"):
-                task.order_tagged_at = now
-                add_timeline(
-                    session,
-                    incident,
-                    "order_tagged",
-                    f'Order tagged "{batch.tag}" in Shopify (one bulk operation for '
-                    f"{len(batch.task_ids)} orders).",
-                    "api:bulkOperationRunMutation",
-                    data={"tag": batch.tag, "bulk_operation": batch.operation_id},
-                )
-            elif refused:
-                messages = "; ".join(str(e.get("message")) for e in refused)
-                flag(
-                    session,
-                    incident,
-                    f'The order could not be tagged "{batch.tag}" in Shopify: {messages}',
-                    SOURCE,
-                    "order_tag_failed",
-                )
-            else:
-                alone.append(incident.id)
+        task_ids, tag, operation_id = list(batch.task_ids), batch.tag, batch.operation_id
+    summary = f'Order tagged "{tag}" in Shopify (one bulk operation for {len(task_ids)} orders).'
+    alone: list[int] = []
+    for start in range(0, len(task_ids), RECORD_CHUNK):
+        chunk = task_ids[start : start + RECORD_CHUNK]
+        with services.db.session() as session:
+            rows = session.execute(
+                select(Task, Incident)
+                .join(Incident, Incident.id == Task.incident_id)
+                .where(Task.id.in_(chunk))
+            ).all()
+            found = {task.id: (task, incident) for task, incident in rows}
+            now = utcnow()
+            for line, task_id in enumerate(chunk, start):
+                if task_id not in found or found[task_id][0].order_tagged_at is not None:
+                    continue
+                task, incident = found[task_id]
+                outcome = outcomes.get(line) or {}
+                payload = (outcome.get("data") or {}).get("tagsAdd")
+                refused = (payload or {}).get("userErrors") or []
+                if isinstance(payload, dict) and not refused and not outcome.get("errors"):
+                    task.order_tagged_at = now
+                    add_timeline(
+                        session,
+                        incident,
+                        "order_tagged",
+                        summary,
+                        "api:bulkOperationRunMutation",
+                        data={"tag": tag, "bulk_operation": operation_id},
+                    )
+                elif refused:
+                    messages = "; ".join(str(e.get("message")) for e in refused)
+                    flag(
+                        session,
+                        incident,
+                        f'The order could not be tagged "{tag}" in Shopify: {messages}',
+                        SOURCE,
+                        "order_tag_failed",
+                    )
+                else:
+                    alone.append(incident.id)
+    with services.db.session() as session:
         failed = status.status != "COMPLETED"
-        _finish(
-            session, batch, FAILED if failed else DONE, status.error_code or status.status if failed else None
-        )
+        error = (status.error_code or status.status) if failed else None
+        _finish(session, _batch(session, batch_id), FAILED if failed else DONE, error)
     log.info("order tag batch %s: %s; %d orders left to tag one by one", batch_id, status.status, len(alone))
     return alone
 
