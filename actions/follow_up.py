@@ -47,7 +47,7 @@ DIGEST_CHECK_SECONDS = 3600
 DIGEST_EVERY = timedelta(hours=24)
 DIGEST_MAX_TASKS = 200
 
-TAG_LATER = "actions.follow_up.tag_order_later"
+TAG_LATER = order_tags.TAG_LATER
 # A tag costs 10 points, what another customer's discount code costs. While the shop's bucket
 # is under a quarter full (a storm keeps it near empty), the tag goes to the back of the
 # queue: the apologies of the incidents still coming, which go to the front, spend the points

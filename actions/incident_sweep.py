@@ -44,7 +44,7 @@ BATCH = 500
 SEND_APOLOGY = "actions.apology.send_apology"
 OPEN_FOLLOW_UP = "actions.follow_up.open_follow_up"
 NOTIFY_RESOLVED = "actions.notify.notify_resolved"
-TAG_LATER = "actions.follow_up.tag_order_later"
+TAG_LATER = order_tags.TAG_LATER
 
 # The job ids that may be doing each step (plugin/incidents.py, actions/apology.py,
 # actions/order_context.py): while one of them waits or runs, the step is not lost. An admin's

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "job:order_tags"
 RUN_BATCH = "actions.order_tags.run_batch"
-TAG_LATER = "actions.follow_up.tag_order_later"
+TAG_LATER = "actions.follow_up.tag_order_later"  # the one name of the deferred-tag job
 # Under this many waiting tags, one tagsAdd each (10 points) costs less than a batch's
 # ~20 points plus a status query every few seconds.
 BULK_MIN = 20
