@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESS_DELIVERY = "actions.deliveries.process_delivery"
+DELIVERY_JOB = "delivery"  # a delivery's job id: "delivery-<id>"
 # After this many attempts the sweep stops re-enqueueing a delivery and marks it failed.
 MAX_ATTEMPTS = 25
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import String, cast, select, update
 
-from actions.deliveries import MAX_ATTEMPTS, PROCESS_DELIVERY
+from actions.deliveries import DELIVERY_JOB, MAX_ATTEMPTS, PROCESS_DELIVERY
 from plugin import periodic
 from plugin.db import utcnow
 from plugin.incidents import CONTEXT_PENDING, LOAD_CONTEXT
@@ -31,6 +31,8 @@ SWEEP = "actions.sweep.sweep"
 STALE_AFTER = 2
 CONTEXT_STALE_AFTER = 10
 BATCH = 500
+# The job ids a delivery's job may have: the web's hand-off's, then the sweep's own.
+DELIVERY_JOBS = (DELIVERY_JOB, f"sweep-{DELIVERY_JOB}")
 
 
 def sweep() -> dict[str, int]:
@@ -57,7 +59,30 @@ def sweep_deliveries(services: Services) -> int:
             .order_by(Delivery.received_at)
             .limit(BATCH)
         ).all()
-    return _enqueue_unless_waiting(services, PROCESS_DELIVERY, ids, ("delivery", "sweep-delivery"))
+    return _enqueue_unless_waiting(services, PROCESS_DELIVERY, ids, DELIVERY_JOBS)
+
+
+def catch_up() -> int:
+    """Every pending delivery whose job is not waiting, enqueued whatever its age: the
+    listener (plugin/listener.py) runs this when it starts leading, for the deliveries
+    committed while no worker listened."""
+    services = current()
+    enqueued, after = 0, 0
+    while True:
+        with services.db.session() as session:
+            ids = session.scalars(
+                select(Delivery.id)
+                .where(Delivery.state == PENDING, Delivery.attempts < MAX_ATTEMPTS, Delivery.id > after)
+                .order_by(Delivery.id)
+                .limit(BATCH)
+            ).all()
+        if not ids:
+            break
+        enqueued += _enqueue_unless_waiting(services, PROCESS_DELIVERY, ids, DELIVERY_JOBS)
+        after = ids[-1]
+    if enqueued:
+        log.info("catch-up: %d pending deliveries enqueued", enqueued)
+    return enqueued
 
 
 def _enqueue_unless_waiting(

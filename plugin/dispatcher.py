@@ -40,8 +40,7 @@ def dispatch(queue: RedisQueue, block: float | None = BLOCK_SECONDS) -> int:
     if not items:
         return 0
 
-    jobs = []
-    seen: set[str] = set()
+    triples = []
     for raw in items:
         job = _parse(raw)
         if job is None:
@@ -49,18 +48,29 @@ def dispatch(queue: RedisQueue, block: float | None = BLOCK_SECONDS) -> int:
             # delivery is still pending in the database, and the sweep enqueues it.
             log.error("hand-off item dropped: not [function, arguments, job id] (%d bytes)", len(raw))
             continue
-        func, args, job_id = job
+        triples.append(job)
+    try:
+        return enqueue_jobs(queue, triples)
+    except Exception:
+        _put_back(queue, items)
+        raise
+
+
+def enqueue_jobs(queue: RedisQueue, triples: list[tuple[str, list[Any], str]]) -> int:
+    """(function, arguments, job id) triples as RQ jobs with the usual retry policy, in one
+    pipeline. Returns how many were enqueued."""
+    jobs = []
+    seen: set[str] = set()
+    for func, args, job_id in triples:
         if job_id in seen:  # one pipeline cannot hold the same job id twice
             continue
         seen.add(job_id)
         jobs.append(queue.rq.prepare_data(func, args, **queue.job_options(job_id, retry=True)))
-    try:
-        with redis.pipeline() as pipe:
-            queue.rq.enqueue_many(jobs, pipeline=pipe)
-            pipe.execute()
-    except Exception:
-        _put_back(queue, items)
-        raise
+    if not jobs:
+        return 0
+    with queue.redis.pipeline() as pipe:
+        queue.rq.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
     return len(jobs)
 
 

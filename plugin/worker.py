@@ -1,5 +1,5 @@
-"""The RQ worker entry point: periodic jobs scheduled, the hand-off dispatcher started, then
-rq's worker with its scheduler."""
+"""The RQ worker entry point: periodic jobs scheduled, the hand-off dispatcher (and on
+PostgreSQL the listener) started, then rq's worker with its scheduler."""
 
 from __future__ import annotations
 
@@ -23,12 +23,20 @@ def run_worker(services: Services, burst: bool = False, fork: bool = False) -> b
     queue = services.queue
     assert isinstance(queue, RedisQueue)
     from plugin import dispatcher, periodic
+    from plugin.listener import CATCH_UP, CATCH_UP_JOB, Listener
 
     periodic.ensure_scheduled(services)
+    # On PostgreSQL the web hands deliveries off by notification (plugin/listener.py).
+    notified = services.db.dialect == "postgresql"
+    listening = None
     if burst:
         dispatcher.drain(queue)
+        if notified:  # nobody listened: what is pending is found by the catch-up
+            queue.enqueue(CATCH_UP, job_id=CATCH_UP_JOB)
     else:
         dispatcher.start(queue)
+        if notified:
+            listening = Listener(queue, services.db).start()
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [queue.rq],
@@ -42,3 +50,5 @@ def run_worker(services: Services, burst: bool = False, fork: bool = False) -> b
         return worker.work(burst=burst, with_scheduler=True)
     finally:
         stop_keeping_alive()
+        if listening is not None:
+            listening.stop()

@@ -161,3 +161,40 @@ def run_smtp_server() -> Iterator[SmtpServer]:
         yield server
     finally:
         controller.stop()
+
+
+class HandOffs:
+    """What the web handed to the workers, as (function, arguments, job id): on PostgreSQL the
+    recorder's notifications (a LISTEN opened before the test records anything), elsewhere the
+    Redis hand-off list."""
+
+    def __init__(self, services: Any):
+        self.services = services
+        self.connection: Any = None
+        self.notified: list[tuple[str, list[Any], str]] = []
+        if services.db.dialect == "postgresql":
+            import psycopg
+
+            from plugin.listener import CHANNEL
+
+            url = sa.make_url(services.db.url)
+            self.connection = psycopg.connect(
+                host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True
+            )
+            self.connection.execute(f"LISTEN {CHANNEL}")
+
+    def items(self) -> list[tuple[str, list[Any], str]]:
+        import json
+
+        from plugin.listener import parse
+
+        if self.connection is None:
+            raw = self.services.redis.lrange(self.services.queue.handoff_key, 0, -1)
+            return [tuple(json.loads(item)) for item in raw]  # type: ignore[misc]
+        for notification in self.connection.notifies(timeout=0.5):
+            self.notified.extend(parse(notification.payload))
+        return list(self.notified)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()

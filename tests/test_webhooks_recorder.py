@@ -94,6 +94,7 @@ def hold_write_lock(services) -> tuple[threading.Event, threading.Thread]:
 def test_rows_that_wait_for_a_commit_share_the_next_one(quiet):
     services, recorder = quiet
     inserts = statements(services.db.autocommit)
+    handoffs = real.HandOffs(services)
     release, holder = hold_write_lock(services)
     results: dict[str, tuple[int | None, bool]] = {}
     ids = [f"w-{n}" for n in range(12)] + ["w-3"]  # one webhook id sent twice at once
@@ -104,7 +105,7 @@ def test_rows_that_wait_for_a_commit_share_the_next_one(quiet):
     first = threading.Thread(target=send, args=(ids[0],))
     first.start()
     deadline = time.monotonic() + 10  # the first row's INSERT is now blocked by the lock
-    while not recorder._writing and time.monotonic() < deadline:
+    while not recorder._writers and time.monotonic() < deadline:
         time.sleep(0.01)
     outcomes: list[tuple[str, tuple[int | None, bool]]] = []
     lock = threading.Lock()
@@ -137,7 +138,10 @@ def test_rows_that_wait_for_a_commit_share_the_next_one(quiet):
         assert rows_per_transaction(services) == [1, 11]
     else:
         assert inserts == [1, 12]
-    assert services.redis.llen(services.queue.handoff_key) == len(stored)  # one job per new row
+    # One job per new row, handed off by the commits (in one notification each on PostgreSQL).
+    handed = sorted(job_id for _, _, job_id in handoffs.items())
+    assert handed == sorted(f"delivery-{i}" for i in stored.values())
+    handoffs.close()
 
 
 def test_a_failed_commit_fails_every_row_in_it_and_records_nothing(database_url, services):
@@ -165,15 +169,18 @@ def test_an_ignored_topic_is_recorded_but_not_handed_off(database_url, redis_url
     app = create_app(make_config(database_url, redis_url=redis_url))
     services = app.extensions["amends"]
     real.empty_tables(services.db.engine)
+    handoffs = real.HandOffs(services)
     try:
         recorder = app.extensions["amends.recorder"]
         delivery_id, handed_off = recorder.record(row(f"i-{uuid.uuid4()}", state="ignored"))
         assert delivery_id is not None and handed_off is False
-        assert services.redis.llen(services.queue.handoff_key) == 0
+        assert handoffs.items() == []
         delivery_id, handed_off = recorder.record(row(f"p-{uuid.uuid4()}"))
         assert handed_off is True
-        assert services.redis.llen(services.queue.handoff_key) == 1
+        job = ("actions.deliveries.process_delivery", [delivery_id], f"delivery-{delivery_id}")
+        assert handoffs.items() == [job]
     finally:
+        handoffs.close()
         services.close()
 
 
