@@ -1,9 +1,10 @@
 """The workers' side of the web's hand-off: items on a Redis list become RQ jobs, in batches.
 
 An RQ enqueue with its retry policy costs the webhook receiver about as much CPU as the rest
-of the request, and two MULTI/EXEC round trips. The receiver instead appends one small JSON
-item (`RedisQueue.hand_off`, one RPUSH); a thread in every `amends worker` pops up to
-`BATCH` items at a time and enqueues their jobs through one pipeline.
+of the request, and two MULTI/EXEC round trips. Where the database cannot notify (SQLite;
+PostgreSQL's way is plugin/listener.py), the receiver instead appends one small JSON item
+per delivery (`RedisQueue.hand_off_many`, one RPUSH); a thread in every `amends worker` pops
+up to `BATCH` items at a time and enqueues their jobs through one pipeline.
 
 Nothing durable lives only on the list: the receiver answers 200 after the delivery row is
 committed, so an item lost with a dispatcher killed between its pop and its enqueue leaves
