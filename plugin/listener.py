@@ -33,6 +33,7 @@ CHANNEL = "amends_handoff"
 CATCH_UP = "actions.sweep.catch_up"
 CATCH_UP_JOB = "catch-up-deliveries"
 LEADER_LOCK = 0x616D656E6473  # any fixed bigint: "amends" in ASCII
+KEEPALIVES = {"tcp_keepalives_idle": 15, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
 BLOCK_SECONDS = 1.0
 LEAD_RETRY_SECONDS = 2.0
 PAUSE_AFTER_ERROR_SECONDS = 1.0
@@ -91,6 +92,10 @@ class Listener:
         connection: Any = pooled.dbapi_connection
         try:
             connection.autocommit = True
+            # A leader whose host vanished (no FIN) would keep the lock for the server's TCP
+            # default of hours; with these the server ends its session within ~30 s.
+            for setting, value in KEEPALIVES.items():
+                connection.execute(f"SET {setting} = {value:d}")
             while not self._lead(connection):
                 if self._stop.wait(LEAD_RETRY_SECONDS):
                     return
