@@ -34,9 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     with Stack(run_dir) as stack:
         from rq import SimpleWorker
 
-        from plugin import dispatcher
+        from plugin import dispatcher, listener
         from plugin import services as services_module
-        from plugin.listener import CATCH_UP, CATCH_UP_JOB
         from plugin.queue import RedisQueue
 
         for shop in SHOPS:
@@ -62,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         def work(plan: list[tuple[str, int]]) -> tuple[float, float]:
             Sender(stack.web_url, stack.api_secret).burst(plan)
             dispatcher.drain(queue)  # the hand-offs become RQ jobs, as a worker's thread does
-            if services.db.dialect == "postgresql":  # handed off by notification: caught up
-                queue.enqueue(CATCH_UP, job_id=CATCH_UP_JOB)
+            if listener.notified(services):  # handed off by notification: caught up instead
+                listener.enqueue_catch_up(queue)
             worker = SimpleWorker([queue.rq], connection=queue.redis, serializer=queue.rq.serializer)
             cpu, wall = time.thread_time(), time.perf_counter()
             worker.work(burst=True, logging_level="WARNING")

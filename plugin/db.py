@@ -122,6 +122,15 @@ class Database:
         finally:
             session.close()
 
+    def dedicated_connection(self) -> Any:
+        """A DBAPI connection of its own, outside the pool and in autocommit: for a session
+        that lives long (a LISTEN, a session lock). The caller closes it."""
+        pooled = self.engine.raw_connection()
+        pooled.detach()
+        connection: Any = pooled.dbapi_connection
+        connection.autocommit = True
+        return connection
+
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

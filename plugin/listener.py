@@ -18,13 +18,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from plugin.db import Database
 from plugin.dispatcher import enqueue_jobs
 from plugin.queue import RedisQueue
+
+if TYPE_CHECKING:
+    from plugin.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,16 @@ LEAD_RETRY_SECONDS = 2.0
 PAUSE_AFTER_ERROR_SECONDS = 1.0
 # Held back while Redis is away, then enqueued; past this many the sweep finds the rest.
 MAX_UNSENT = 50_000
+
+
+def notified(services: Services) -> bool:
+    """Whether the web hands deliveries off by notification: PostgreSQL, with workers on
+    Redis (the embedded queue runs in the web's own process)."""
+    return services.db.dialect == "postgresql" and services.queue.kind == "redis"
+
+
+def enqueue_catch_up(queue: RedisQueue) -> None:
+    queue.enqueue(CATCH_UP, job_id=CATCH_UP_JOB)
 
 
 def parse(payload: str) -> list[tuple[str, list[Any], str]]:
@@ -86,12 +99,8 @@ class Listener:
                 failing = None
 
     def _serve(self) -> None:
-        # A connection of its own, outside the pool: it lives as long as the lead.
-        pooled = self.db.engine.raw_connection()
-        pooled.detach()
-        connection: Any = pooled.dbapi_connection
+        connection = self.db.dedicated_connection()  # it lives as long as the lead
         try:
-            connection.autocommit = True
             # A leader whose host vanished (no FIN) would keep the lock for the server's TCP
             # default of hours; with these the server ends its session within ~30 s.
             for setting, value in KEEPALIVES.items():
@@ -109,7 +118,7 @@ class Listener:
             while not self._stop.is_set():
                 try:
                     if not caught_up:
-                        self.queue.enqueue(CATCH_UP, job_id=CATCH_UP_JOB)
+                        enqueue_catch_up(self.queue)
                         caught_up = True
                     self._pass(connection)
                 except RedisError as error:
@@ -126,6 +135,13 @@ class Listener:
             self.leading.clear()
             connection.close()
 
+    def _take(self, payload: str) -> None:
+        jobs = parse(payload)
+        if not jobs:
+            # Not the recorder's: its deliveries, if any, are pending and the sweep finds them.
+            log.error("notification dropped: not [function, job id prefix, [id, …]] (%d bytes)", len(payload))
+        self._unsent.extend(jobs)
+
     @staticmethod
     def _lead(connection: Any) -> bool:
         row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
@@ -135,11 +151,11 @@ class Listener:
         """Wait up to BLOCK_SECONDS for a notification, take every other one already here,
         and enqueue their jobs in one pipeline."""
         for notification in connection.notifies(timeout=BLOCK_SECONDS, stop_after=1):
-            self._unsent.extend(parse(notification.payload))
+            self._take(notification.payload)
         if not self._unsent:
             return
         for notification in connection.notifies(timeout=0):
-            self._unsent.extend(parse(notification.payload))
+            self._take(notification.payload)
         try:
             enqueue_jobs(self.queue, self._unsent)
         except RedisError:

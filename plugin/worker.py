@@ -22,21 +22,18 @@ MIN_WORKER_TTL_SECONDS = 20
 def run_worker(services: Services, burst: bool = False, fork: bool = False) -> bool:
     queue = services.queue
     assert isinstance(queue, RedisQueue)
-    from plugin import dispatcher, periodic
-    from plugin.listener import CATCH_UP, CATCH_UP_JOB, Listener
+    from plugin import dispatcher, listener, periodic
 
     periodic.ensure_scheduled(services)
-    # On PostgreSQL the web hands deliveries off by notification (plugin/listener.py).
-    notified = services.db.dialect == "postgresql"
     listening = None
     if burst:
         dispatcher.drain(queue)
-        if notified:  # nobody listened: what is pending is found by the catch-up
-            queue.enqueue(CATCH_UP, job_id=CATCH_UP_JOB)
+        if listener.notified(services):  # nobody listened: the catch-up finds what is pending
+            listener.enqueue_catch_up(queue)
     else:
         dispatcher.start(queue)
-        if notified:
-            listening = Listener(queue, services.db).start()
+        if listener.notified(services):
+            listening = listener.Listener(queue, services.db).start()
     worker_class = Worker if fork else SimpleWorker
     worker = worker_class(
         [queue.rq],

@@ -172,16 +172,11 @@ class HandOffs:
         self.services = services
         self.connection: Any = None
         self.notified: list[tuple[str, list[Any], str]] = []
-        if services.db.dialect == "postgresql":
-            import psycopg
+        from plugin import listener
 
-            from plugin.listener import CHANNEL
-
-            url = sa.make_url(services.db.url)
-            self.connection = psycopg.connect(
-                host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True
-            )
-            self.connection.execute(f"LISTEN {CHANNEL}")
+        if listener.notified(services):
+            self.connection = services.db.dedicated_connection()
+            self.connection.execute(f"LISTEN {listener.CHANNEL}")
 
     def items(self) -> list[tuple[str, list[Any], str]]:
         import json

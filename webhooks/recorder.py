@@ -96,8 +96,7 @@ class Recorder:
         self._waiting: list[_Row] = []
         self._writers = 0
         self._postgresql = services.db.dialect == "postgresql"
-        # Someone listens only where workers run RQ on Redis; the embedded queue is in-process.
-        self._notify = self._postgresql and services.queue.kind == "redis"
+        self._notify = listener.notified(services)
         self._insert = (
             sqlite.insert(_DELIVERIES)
             .on_conflict_do_nothing(index_elements=["webhook_id"])
