@@ -54,11 +54,14 @@ TAG_LATER = order_tags.TAG_LATER
 # first. (A quarter, not half: a shop's first calls find the model at the smallest plan's
 # 1,000 points until it has refilled to what Shopify reports.)
 TAG_WAITS_UNDER = 0.25
-# Or while the shop's incidents come many at once: then its tags wait and go to Shopify
-# together in one bulk operation (actions/order_tags.py) instead of 10 points each, from the
-# storm's first minute, when the bucket is still full.
+# Or while the shop's incidents come many at once and spend faster than the bucket refills
+# (under 90 % and falling): then its tags wait and go to Shopify together in one bulk
+# operation (actions/order_tags.py) instead of 10 points each, from the storm's first minute.
+# Many incidents a shop's restore rate keeps up with (a full bucket) are tagged at once: a
+# waiting tag costs a job of its own and gains nothing there.
 STORM_INCIDENTS = 20
 STORM_WINDOW = timedelta(minutes=1)
+STORM_LEVEL = 0.9
 
 
 def tag_order_later(incident_id: int, bulk: bool = True) -> None:
@@ -99,10 +102,9 @@ def open_follow_up(incident_id: int, tag_may_wait: bool = True) -> None:
                     data={"test": True},
                 )
         staff_each = settings.shop.staff_notifications == "each"
-        shop_domain, order_id = shop.domain, incident.order_id
-        storm = tag_wanted and tag_may_wait and _many_incidents(session, shop.id)
+        shop_id, shop_domain, order_id = shop.id, shop.domain, incident.order_id
 
-    if tag_wanted and tag_may_wait and (storm or budget.short(services, shop_domain, TAG_WAITS_UNDER)):
+    if tag_wanted and tag_may_wait and _tag_should_wait(services, shop_id, shop_domain):
         tag_wanted = not _tag_later(services, incident_id)
     if tag_wanted:
         _tag(services, incident_id, shop_domain, order_id, tag)
@@ -166,13 +168,20 @@ def task_title(incident: Incident) -> str:
     return f"{label}: order {incident.order_name or incident.order_id}{who}"
 
 
-def _many_incidents(session: Session, shop_id: int) -> bool:
+def _tag_should_wait(services: Services, shop_id: int, shop_domain: str) -> bool:
+    """The shop's bucket is short, or draining under many incidents (see TAG_WAITS_UNDER)."""
+    level = budget.level(services, shop_domain)
+    if level is None or level >= STORM_LEVEL:
+        return False
+    if level < TAG_WAITS_UNDER:
+        return True
     recent = (
         select(Incident.id)
         .where(Incident.shop_id == shop_id, Incident.opened_at >= utcnow() - STORM_WINDOW)
         .limit(STORM_INCIDENTS)
     )
-    return len(session.scalars(recent).all()) >= STORM_INCIDENTS
+    with services.db.session() as session:
+        return len(session.scalars(recent).all()) >= STORM_INCIDENTS
 
 
 def _tag_later(services: Services, incident_id: int) -> bool:

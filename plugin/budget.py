@@ -163,9 +163,9 @@ def pause(services: Services, shop: str, seconds: float) -> None:
         _update(services, shop, None, None, None, pause_seconds=seconds)
 
 
-def short(services: Services, shop: str, fraction: float) -> bool:
-    """True when the shop's bucket, refilled to now, holds less than `fraction` of its size:
-    the shop is in a storm, and what can wait should. False when nothing is known yet."""
+def level(services: Services, shop: str) -> float | None:
+    """How full the shop's bucket is, refilled to now: 0.0 (empty or in debt) to 1.0. None
+    when nothing is known yet (or Redis cannot say): callers treat that as "not short"."""
     redis = services.redis
     if redis is not None:
         try:
@@ -174,15 +174,15 @@ def short(services: Services, shop: str, fraction: float) -> bool:
                 pipe.time()
                 values, (seconds, micros) = pipe.execute()
         except Exception:
-            return False
+            return None
         bucket = _bucket(values)
         now = seconds + micros / 1_000_000  # the model's clock is Redis' (the Lua scripts)
     else:
         bucket, now = _local.get(shop), time.monotonic()
     if bucket is None:
-        return False
-    level = min(bucket.maximum, bucket.available + max(0.0, now - bucket.at) * bucket.rate)
-    return level < fraction * bucket.maximum
+        return None
+    points = min(bucket.maximum, bucket.available + max(0.0, now - bucket.at) * bucket.rate)
+    return max(0.0, points / bucket.maximum)
 
 
 def snapshot(services: Services, shop: str) -> Bucket | None:
