@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from werkzeug.utils import import_string
 
 from actions import topics
+from plugin import jobs
 from plugin.db import utcnow
 from plugin.errors import PermanentError, RetryableError
 from plugin.models import Delivery, Shop
@@ -125,6 +126,7 @@ def process_delivery(delivery_id: int) -> None:
     services = current()
     try:
         with services.db.session() as session:
+            inline = jobs.collect_inline(session)  # a new incident's first response
             _process(services, session, delivery_id)
     except IntegrityError as error:
         # Another worker applied the same business key (or opened the order's incident) at the
@@ -142,6 +144,8 @@ def process_delivery(delivery_id: int) -> None:
         # A bug or an outage (database, network): counted, then retried by the queue.
         _count_attempt(services, delivery_id, f"retrying: {type(error).__name__}: {error}")
         raise
+    else:
+        jobs.run_inline(services, inline)
 
 
 def _process(services: Services, session: Session, delivery_id: int) -> None:

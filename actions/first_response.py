@@ -1,10 +1,12 @@
-"""first_response(incident_id): a new incident's apology, then its follow-up, in one job.
+"""first_response(incident_id): a new incident's apology, then its follow-up.
 
 `send_apology` and `open_follow_up` stay jobs of their own (the admin's retry, the incident
 sweep, a delayed apology and a late order context enqueue them one by one). For an incident
-opened with its order's context, one job runs both: a job fewer per incident (RQ's own
-bookkeeping costs ~4 ms of CPU a job, a fifth of a worker's time at 20 incidents a second),
-and the apology is not queued behind the task and the order tag.
+opened with its order's context, the delivery's own job runs both, right after it commits
+(`inline` in plugin/jobs.py): no job of its own, and no queue wait, for the step the customer
+waits for (RQ's bookkeeping costs ~4 ms of CPU a job, a fifth of a worker's time at 20
+incidents a second). If it fails there, or the incident was opened elsewhere (the scan), it
+runs as the job `first-<incident>`, ahead of the queue.
 
 Each step is idempotent and records what it did, so a retry of this job redoes only what is
 still undone. A failing apology does not hold the follow-up back: the follow-up runs, then

@@ -176,10 +176,11 @@ def open_or_join(
 
     Idempotent on `signal.key` (and `also_keys`, e.g. a refund's return id): a key already
     applied changes nothing and reports `duplicate`. A new incident takes `details` and the order's
-    `context` (read by the caller before its transaction); once it commits, one job sends the
-    apology and then opens the follow-up task. When the context could not be read
-    (`context_error`), the incident is recorded anyway with `missing=["order_context"]`, the
-    follow-up is enqueued, and a job reads the context again and then enqueues the apology.
+    `context` (read by the caller before its transaction); once it commits, the delivery's job
+    (or a job of its own, `first-<id>`) sends the apology and then opens the follow-up task.
+    When the context could not be read (`context_error`), the incident is recorded anyway with
+    `missing=["order_context"]`, the follow-up is enqueued, and a job reads the context again
+    and then enqueues the apology.
     """
     existing = incident_for_key(session, shop.id, signal.key)
     if existing is not None:
@@ -216,10 +217,17 @@ def open_or_join(
         enqueue_after_commit(session, services, FOLLOW_UP, incident.id, job_id=f"followup-{incident.id}")
         enqueue_after_commit(session, services, LOAD_CONTEXT, incident.id, job_id=f"context-{incident.id}")
     else:
-        # Ahead of the queue: in a storm, the deliveries still waiting would otherwise take
-        # the shop's Admin API budget (their order queries) before any customer's apology.
+        # At once, in the delivery's own job when it runs it (plugin/jobs.py), else ahead of
+        # the queue: in a storm, the deliveries still waiting would otherwise take the shop's
+        # Admin API budget (their order queries) before any customer's apology.
         enqueue_after_commit(
-            session, services, FIRST_RESPONSE, incident.id, job_id=f"first-{incident.id}", front=True
+            session,
+            services,
+            FIRST_RESPONSE,
+            incident.id,
+            job_id=f"first-{incident.id}",
+            front=True,
+            inline=True,
         )
     log.info("shop %s: incident %s (%s) opened for order %s", shop.domain, incident.id, kind, order_id)
     return Outcome(incident, created=True)

@@ -203,3 +203,25 @@ def test_the_order_context_names_what_shopify_withheld(client, admin):
     assert context.missing == ["customer", "email"]
     assert context.customer_id is None and context.marketing_consent is None
     assert fetch_order_context(client, 1, consent=False) is None  # no such order
+
+
+def test_the_proxy_and_ca_bundle_come_from_the_environment_once_per_shop(monkeypatch):
+    """The shared session does not look at the environment on each call (trust_env off), so
+    the client must pass what requests would have found there."""
+    from plugin.shopify.client import from_environment, shared_session
+
+    url = f"https://{SHOP}/admin/api/2025-10/graphql.json"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    from_environment.cache_clear()
+    try:
+        assert from_environment(url) == ({"https": "http://proxy.internal:3128"}, "/etc/ssl/corporate.pem")
+        monkeypatch.setenv("NO_PROXY", ".myshopify.com")
+        assert from_environment(url)[0]["https"] == "http://proxy.internal:3128"  # read once
+        from_environment.cache_clear()
+        assert from_environment(url) == ({}, "/etc/ssl/corporate.pem")  # the shop bypasses it
+    finally:
+        from_environment.cache_clear()
+    assert shared_session().trust_env is False
