@@ -59,10 +59,11 @@ def shared_session() -> requests.Session:
 def from_environment(url: str) -> tuple[dict[str, str], bool | str]:
     """The proxies (HTTPS_PROXY, NO_PROXY) and CA bundle (REQUESTS_CA_BUNDLE) requests would
     take from the environment for `url`. Never a .netrc login: a token is the only credential
-    the Admin API gets."""
-    proxies = requests.utils.get_environ_proxies(url)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return proxies, bundle or True
+    the Admin API gets. requests itself reads them, as it would on each call."""
+    with requests.Session() as probe:
+        found = probe.merge_environment_settings(url, {}, None, None, None)
+    verify = found["verify"]
+    return dict(found["proxies"]), True if verify is None else verify
 
 
 @dataclass
