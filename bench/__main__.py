@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs and a smaller storm (a few minutes)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated: B1,B2,B3")
     parser.add_argument("--workers", type=int, default=None, help="RQ workers for B2 and B3")
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=2,
+        help="gunicorn processes for B1, both apps (default 2, the Procfile's WEB_CONCURRENCY default)",
+    )
     parser.add_argument("--incidents", type=int, default=None, help="B3 storm size (default 5000, quick 300)")
     parser.add_argument(
         "--profile",
@@ -96,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             if name == "B1":
                 from bench import intake
 
-                outcome = intake.run(run_dir, args.quick, profile=args.profile)
+                outcome = intake.run(
+                    run_dir, args.quick, profile=args.profile, web_processes=args.web_processes
+                )
             elif name == "B2":
                 from bench import apology
 

@@ -113,13 +113,21 @@ def commits_since(engine: sa.Engine, after_id: int) -> int:
         return int(connection.execute(query, {"after": after_id}).scalar_one())
 
 
-def run(run_dir: Path, quick: bool, profile: bool = False, log: Any = print) -> dict[str, Any]:
+def run(
+    run_dir: Path, quick: bool, profile: bool = False, log: Any = print, web_processes: int = 2
+) -> dict[str, Any]:
     duration = 8.0 if quick else 20.0
     rounds = 1 if quick else 3
     paced_duration = 8.0 if quick else 20.0
-    results: dict[str, Any] = {"duration_s": duration, "rounds": rounds, "connections": 8, "threads": 1}
+    results: dict[str, Any] = {
+        "duration_s": duration,
+        "rounds": rounds,
+        "connections": 8,
+        "threads": 1,
+        "web_processes": web_processes,
+    }
 
-    with Stack(run_dir / "b1", web_workers=2) as stack:
+    with Stack(run_dir / "b1", web_workers=web_processes) as stack:
         stack.install_shop()
         work = deliveries("delayed", 2000, stack.api_secret, 5_300_000_000_000)
         no_work = deliveries("in_transit", 2000, stack.api_secret, 5_400_000_000_000)
