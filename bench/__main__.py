@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.web_processes < 1:
+        parser.error(f"--web-processes must be 1 or more, not {args.web_processes}")
     chosen = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     unknown = [b for b in chosen if b not in BENCHMARKS]
     if unknown:

@@ -50,14 +50,18 @@ def enqueue_after_commit(
         collected.append(Job(func, args, job_id, front))
         return
 
-    def _enqueue(_session: Any) -> None:
-        try:
-            services.queue.enqueue(func, *args, job_id=job_id, delay=delay, front=front)
-        except Exception as error:
-            # The committed state says what is left to do; the periodic sweep finds it.
-            log.error("could not enqueue %s%r: %s", func, args, type(error).__name__)
+    def _after_commit(_session: Any) -> None:
+        _enqueue(services, Job(func, args, job_id, front), delay)
 
-    event.listen(session, "after_commit", _enqueue, once=True)
+    event.listen(session, "after_commit", _after_commit, once=True)
+
+
+def _enqueue(services: Services, job: Job, delay: timedelta | None = None) -> None:
+    try:
+        services.queue.enqueue(job.func, *job.args, job_id=job.job_id, delay=delay, front=job.front)
+    except Exception as error:
+        # The committed state says what is left to do; the periodic sweep finds it.
+        log.error("could not enqueue %s%r: %s", job.func, job.args, type(error).__name__)
 
 
 def collect_inline(session: Session) -> list[Job]:
@@ -77,10 +81,4 @@ def run_inline(services: Services, jobs: list[Job]) -> None:
         except Exception as error:
             retry_after = getattr(error, "retry_after", None)
             log.warning("%s%r failed here (%s); queued to retry", job.func, job.args, type(error).__name__)
-            delay = timedelta(seconds=retry_after) if retry_after else None
-            try:
-                services.queue.enqueue(
-                    job.func, *job.args, job_id=job.job_id, delay=delay, front=job.front and not delay
-                )
-            except Exception as enqueue_error:
-                log.error("could not enqueue %s%r: %s", job.func, job.args, type(enqueue_error).__name__)
+            _enqueue(services, job, timedelta(seconds=retry_after) if retry_after else None)

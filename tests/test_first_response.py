@@ -9,12 +9,10 @@ import time
 
 import pytest
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import select
 
 from actions.deliveries import process_delivery
 from actions.first_response import first_response
 from plugin.errors import ShopifyRetryableError
-from plugin.models import Delivery, Incident
 from plugin.models.delivery import DONE
 from plugin.models.message import SENT
 from plugin.services import Services
@@ -30,7 +28,7 @@ from tests.actions_support import (
     task_of,
 )
 from tests.factories import make_shop
-from tests.intake import ORDER_ID, context_order, payload, post
+from tests.intake import ORDER_ID, context_order, deliveries, incidents, payload, post
 
 pytestmark = pytest.mark.redis
 
@@ -88,23 +86,18 @@ def delivery_id(mail_app, mail_services: Services, admin) -> int:
     make_shop(mail_services)
     response = post(mail_app.test_client(), "fulfillment_events/create", payload("fulfillment_event_delayed"))
     assert response.status_code == 200
-    with mail_services.db.session() as session:
-        found = session.scalar(select(Delivery.id))
-        assert found is not None
-        return found
+    [delivery] = deliveries(mail_services)
+    return delivery.id
 
 
 def only_incident_id(services: Services) -> int:
-    with services.db.session() as session:
-        [incident_id] = session.scalars(select(Incident.id)).all()
-        return incident_id
+    [incident] = incidents(services)
+    return incident.id
 
 
-def delivery_state(services: Services, delivery_id: int) -> str:
-    with services.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        assert delivery is not None
-        return delivery.state
+def delivery_state(services: Services) -> str:
+    [delivery] = deliveries(services)
+    return delivery.state
 
 
 def test_the_delivery_job_sends_its_new_incidents_apology_itself(
@@ -116,7 +109,7 @@ def test_the_delivery_job_sends_its_new_incidents_apology_itself(
     incident_id = only_incident_id(mail_services)
     assert email["Message-ID"] == f"<apology-{incident_id}@amends.example.test>"
     assert task_of(mail_services, incident_id).order_tagged_at is not None
-    assert delivery_state(mail_services, delivery_id) == DONE
+    assert delivery_state(mail_services) == DONE
     assert [call.operation for call in admin.calls] == ["order", "discountCodeBasicCreate", "tagsAdd"]
     assert [job for job in queued(mail_services) if job[0] == FIRST] == []  # no job of its own
 
@@ -128,7 +121,7 @@ def test_a_first_response_failing_in_the_delivery_job_is_queued_and_the_queue_fi
     process_delivery(delivery_id)  # does not raise: the delivery itself is done
 
     incident_id = only_incident_id(mail_services)
-    assert delivery_state(mail_services, delivery_id) == DONE
+    assert delivery_state(mail_services) == DONE
     assert task_of(mail_services, incident_id) is not None  # the follow-up was not held back
     assert (FIRST, (incident_id,), f"first-{incident_id}") in queued(mail_services)
 
@@ -146,7 +139,7 @@ def test_a_shopify_retry_after_is_honoured_when_the_first_response_is_queued(
     process_delivery(delivery_id)
 
     incident_id = only_incident_id(mail_services)
-    assert delivery_state(mail_services, delivery_id) == DONE
+    assert delivery_state(mail_services) == DONE
     registry = ScheduledJobRegistry(queue=mail_services.queue.rq)  # type: ignore[attr-defined]
     assert registry.get_job_ids() == [f"first-{incident_id}"]
     run_at = registry.get_scheduled_time(f"first-{incident_id}").timestamp()
